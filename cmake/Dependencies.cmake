@@ -1,0 +1,9 @@
+# Every dependency is a Debian 12 package (scripts/install-deps.sh installs them).
+find_package(Threads REQUIRED)
+find_package(fmt REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(DCMTK REQUIRED CONFIG)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)

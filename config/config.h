@@ -1,0 +1,76 @@
+#pragma once
+// The node's configuration, read from TOML and validated (CONTRACT.md "Config file").
+// Unknown keys are errors; every key but node.data_dir has a default (docs/configuration.md).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/caller_rule.h"
+
+namespace triage::config {
+
+enum class Durability { Os, Fsync };
+
+struct NodeConfig {
+    std::string ae_title = "TRIAGE";
+    std::string bind = "0.0.0.0";
+    int port = 11112;
+    std::string data_dir;  // required
+    std::string log_level = "info";
+};
+
+struct IngestConfig {
+    std::vector<std::string> allowed_callers;  // empty: nobody may send ("*" must be explicit)
+    std::vector<core::CallerRule> caller_rules;  // parsed from allowed_callers
+    int max_associations = 16;
+    int study_quiet_seconds = 30;
+    Durability durability = Durability::Os;
+    std::int64_t min_free_mb = 1024;
+    int dimse_timeout_seconds = 60;  // idle time within an association before it is aborted
+};
+
+struct ModelConfig {
+    std::string bundle = "models/unibiomed-mini";  // resolved against the config file's folder
+    std::string device = "auto";
+};
+
+struct Destination {
+    std::string name;
+    std::string ae_title;
+    std::string host;
+    int port = 104;
+    std::vector<std::string> send = {"seg", "sr"};
+};
+
+struct ApiConfig {
+    std::string listen = "127.0.0.1:8080";
+};
+
+struct Config {
+    std::string source_path;  // the file it was read from ("" for defaults)
+    NodeConfig node;
+    IngestConfig ingest;
+    ModelConfig model;
+    std::vector<Destination> destinations;
+    ApiConfig api;
+};
+
+struct Problem {
+    std::string key;  // e.g. "ingest.max_associations"
+    std::string message;
+};
+
+struct LoadResult {
+    Config config;
+    std::vector<Problem> problems;  // empty when the config is valid
+    bool ok() const { return problems.empty(); }
+};
+
+/// Reads and validates a TOML file. Never throws; every problem names its key.
+LoadResult load_config(const std::string& path);
+/// Same, from text (relative paths resolve against `base_dir`).
+LoadResult parse_config(const std::string& toml_text, const std::string& base_dir);
+
+const char* to_string(Durability d);
+
+}  // namespace triage::config

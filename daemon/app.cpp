@@ -1,0 +1,163 @@
+#include "daemon/app.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_util.h"
+#include "core/log.h"
+#include "daemon/completion_monitor.h"
+#include "daemon/node_sink.h"
+#include "dicom_io/dcmtk_setup.h"
+#include "dicom_io/store_scp.h"
+#include "storage/database.h"
+#include "storage/job_queue.h"
+
+namespace triage::daemon {
+
+std::string database_path(const config::Config& cfg) { return cfg.node.data_dir + "/triage.db"; }
+std::string incoming_dir(const config::Config& cfg) { return cfg.node.data_dir + "/incoming"; }
+
+namespace {
+
+/// Files left in incoming/ by a crash: an instance indexed but not yet moved is moved into
+/// place; anything else was never acknowledged and is removed.
+void recover_incoming(const config::Config& cfg, storage::InstanceIndex& index) {
+    DIR* d = ::opendir(incoming_dir(cfg).c_str());
+    if (!d) return;
+    std::map<std::string, std::string> paths;
+    if (auto all = index.all_instance_paths()) paths.insert(all->begin(), all->end());
+    int moved = 0, removed = 0;
+    while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        std::string temp = incoming_dir(cfg) + "/" + name;
+        auto meta = dicom_io::read_instance_meta(temp);
+        if (meta) {
+            auto it = paths.find(meta->sop_instance_uid);
+            std::string final_path = cfg.node.data_dir + "/" + NodeSink::instance_rel_path(*meta);
+            if (it != paths.end() && it->second == NodeSink::instance_rel_path(*meta) &&
+                ::access(final_path.c_str(), F_OK) != 0) {
+                (void)core::make_dirs(final_path.substr(0, final_path.rfind('/')));
+                if (core::rename_file(temp, final_path, true)) {
+                    ++moved;
+                    continue;
+                }
+            }
+        }
+        ::unlink(temp.c_str());
+        ++removed;
+    }
+    ::closedir(d);
+    if (moved || removed)
+        TRIAGE_LOG_INFO("app", "recovery: {} indexed instance(s) moved into place, {} partial file(s) removed",
+                        moved, removed);
+}
+
+core::Result<int> lock_data_dir(const config::Config& cfg) {
+    std::string path = cfg.node.data_dir + "/triaged.lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return core::make_error(core::ErrorKind::Permanent,
+                                "another triaged uses data_dir " + cfg.node.data_dir);
+    return fd;
+}
+
+void audit_simple(storage::AuditLog& audit, const std::string& event, nlohmann::json detail) {
+    storage::AuditEvent e;
+    e.event = event;
+    e.detail = detail.dump();
+    (void)audit.append(std::move(e));
+}
+
+}  // namespace
+
+int run_node(const config::Config& cfg) {
+    // Signals are taken synchronously by this thread only; block them before any thread starts.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    for (const auto& dir : {cfg.node.data_dir, incoming_dir(cfg)}) {
+        if (auto st = core::make_dirs(dir); !st) {
+            TRIAGE_LOG_ERROR("app", "{}", st.error().message);
+            return 1;
+        }
+    }
+    auto lock = lock_data_dir(cfg);
+    if (!lock) {
+        TRIAGE_LOG_ERROR("app", "{}", lock.error().message);
+        return 1;
+    }
+    if (auto st = dicom_io::init_dcmtk(); !st) {
+        TRIAGE_LOG_ERROR("dicom", "{}", st.error().message);
+        return 1;
+    }
+    bool fsync = cfg.ingest.durability == config::Durability::Fsync;
+    auto db = storage::Database::open(database_path(cfg), fsync ? storage::SyncMode::Full : storage::SyncMode::Normal);
+    if (!db) {
+        TRIAGE_LOG_ERROR("db", "{}", db.error().message);
+        return 1;
+    }
+    core::SystemClock clock;
+    storage::AuditLog audit(**db, clock);
+    storage::InstanceIndex index(**db, audit, clock);
+    storage::JobQueue jobs(**db, audit, clock);
+
+    recover_incoming(cfg, index);
+    if (auto n = jobs.reset_running(); n && n.value() > 0)
+        TRIAGE_LOG_WARN("app", "{} job(s) left running by a previous process re-queued", n.value());
+    audit_simple(audit, "node_started", {{"config", cfg.source_path}, {"ae_title", cfg.node.ae_title},
+                                          {"durability", config::to_string(cfg.ingest.durability)}});
+
+    NodeSink sink(cfg, index, audit);
+    dicom_io::ScpSettings scp_settings{cfg.node.ae_title, cfg.node.bind, cfg.node.port,
+                                       cfg.ingest.max_associations, cfg.ingest.dimse_timeout_seconds,
+                                       incoming_dir(cfg), cfg.ingest.caller_rules};
+    if (cfg.ingest.caller_rules.empty())
+        TRIAGE_LOG_WARN("app", "ingest.allowed_callers is empty: every association will be rejected");
+    dicom_io::StoreScp scp(scp_settings, sink);
+    if (auto st = scp.start(); !st) {
+        TRIAGE_LOG_ERROR("dicom", "{}", st.error().message);
+        return 1;
+    }
+    CompletionMonitor monitor(index, jobs, clock,
+                              [&](const std::string& s) { return sink.study_has_open_association(s); });
+    monitor.set_quiet_seconds(cfg.ingest.study_quiet_seconds);
+    TRIAGE_LOG_INFO("app", "triaged ready: AE {} port {} data_dir {}", cfg.node.ae_title, scp.port(),
+                    cfg.node.data_dir);
+
+    for (;;) {
+        timespec timeout{0, 500 * 1000 * 1000};
+        int sig = sigtimedwait(&sigs, nullptr, &timeout);
+        if (sig == SIGTERM || sig == SIGINT) break;
+        if (sig == SIGHUP) {
+            auto fresh = config::load_config(cfg.source_path);
+            if (!fresh.ok()) {
+                TRIAGE_LOG_ERROR("app", "SIGHUP: config has {} problem(s), keeping the running one "
+                                 "(first: {}: {})", fresh.problems.size(), fresh.problems[0].key,
+                                 fresh.problems[0].message);
+            } else {
+                scp.set_callers(fresh.config.ingest.caller_rules);
+                monitor.set_quiet_seconds(fresh.config.ingest.study_quiet_seconds);
+                TRIAGE_LOG_INFO("app", "SIGHUP: reloaded allowed_callers and study_quiet_seconds; "
+                                "other changes need a restart");
+                audit_simple(audit, "config_reloaded", {{"config", cfg.source_path}});
+            }
+        }
+        monitor.tick();
+    }
+    TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
+    scp.stop(std::chrono::seconds(10));
+    audit_simple(audit, "node_stopped", nlohmann::json::object());
+    TRIAGE_LOG_INFO("app", "stopped cleanly");
+    return 0;
+}
+
+}  // namespace triage::daemon

@@ -1,0 +1,10 @@
+// triagectl: reads and acts on a node's state. Argument handling lives in daemon/ctl.cpp.
+#include <string>
+#include <vector>
+
+#include "daemon/ctl.h"
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    return triage::daemon::run_ctl(args);
+}

@@ -1,0 +1,216 @@
+#include "daemon/ctl.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "core/time.h"
+#include "daemon/app.h"
+#include "daemon/study_json.h"
+#include "storage/audit_log.h"
+#include "storage/database.h"
+#include "storage/instance_index.h"
+#include "storage/job_queue.h"
+
+namespace triage::daemon {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: triagectl --config FILE COMMAND [--json]\n"
+    "commands:\n"
+    "  studies                      one entry per received study\n"
+    "  study UID                    everything about one study\n"
+    "  worklist                     studies by priority, then completion time\n"
+    "  audit [--since ISO8601]      audit events, oldest first\n"
+    "  complete UID                 force study completion now\n"
+    "  reprocess UID                queue a new analysis of a study\n"
+    "  retry [--destination NAME]   re-queue failed deliveries\n"
+    "  echo NAME                    C-ECHO a configured destination\n"
+    "  analyze DIR --out DIR        run the pipeline offline on a folder\n";
+
+struct Ctx {
+    std::unique_ptr<storage::Database> db;
+    core::SystemClock clock;
+    std::unique_ptr<storage::AuditLog> audit;
+    std::unique_ptr<storage::InstanceIndex> index;
+    std::unique_ptr<storage::JobQueue> jobs;
+    bool json_out = false;
+};
+
+int fail(const core::Error& e) {
+    std::fprintf(stderr, "triagectl: %s\n", e.message.c_str());
+    return e.kind == core::ErrorKind::NotFound ? kCtlNotFound : kCtlFailed;
+}
+
+void print_studies_table(const json& studies) {
+    std::printf("%-40s %-12s %-12s %-8s %5s %6s %-9s %-8s %s\n", "STUDY UID", "PATIENT", "ACCESSION",
+                "MOD", "SER", "INST", "STATE", "PRIO", "RECEIVED");
+    for (const auto& s : studies) {
+        std::string mods;
+        for (const auto& m : s["modalities"]) mods += (mods.empty() ? "" : ",") + m.get<std::string>();
+        std::string prio = s["priority_level"].is_null() ? "-" : s["priority_level"].get<std::string>();
+        std::printf("%-40s %-12s %-12s %-8s %5d %6d %-9s %-8s %s\n",
+                    s["study_uid"].get<std::string>().c_str(), s["patient_id"].get<std::string>().c_str(),
+                    s["accession"].get<std::string>().c_str(), mods.c_str(), s["series_count"].get<int>(),
+                    s["instance_count"].get<int>(), s["state"].get<std::string>().c_str(), prio.c_str(),
+                    s["received_at"].get<std::string>().c_str());
+    }
+}
+
+int cmd_studies(Ctx& c, bool worklist) {
+    auto studies = c.index->list_studies();
+    if (!studies) return fail(studies.error());
+    json out = json::array();
+    for (const auto& s : studies.value()) out.push_back(study_summary_json(s));
+    if (worklist) sort_worklist(out);
+    if (c.json_out) {
+        std::cout << out.dump(2) << "\n";
+    } else {
+        print_studies_table(out);
+    }
+    return kCtlOk;
+}
+
+int cmd_study(Ctx& c, const std::string& uid) {
+    auto detail = study_detail_json(*c.index, *c.jobs, uid);
+    if (!detail) return fail(detail.error());
+    const json& d = detail.value();
+    if (c.json_out) {
+        std::cout << d.dump(2) << "\n";
+        return kCtlOk;
+    }
+    std::printf("study     %s\npatient   %s\naccession %s\nstate     %s\n", uid.c_str(),
+                d["patient_id"].get<std::string>().c_str(), d["accession"].get<std::string>().c_str(),
+                d["state"].get<std::string>().c_str());
+    std::printf("series:\n");
+    for (const auto& s : d["series"])
+        std::printf("  %-8s %4d  %s  %s\n", s["modality"].get<std::string>().c_str(),
+                    s["instance_count"].get<int>(), s["series_uid"].get<std::string>().c_str(),
+                    s["description"].get<std::string>().c_str());
+    std::printf("jobs:\n");
+    for (const auto& j : d["jobs"])
+        std::printf("  #%lld v%d %-8s attempts=%d %s\n", j["id"].get<long long>(), j["version"].get<int>(),
+                    j["state"].get<std::string>().c_str(), j["attempts"].get<int>(),
+                    j["error"].is_null() ? "" : j["error"].get<std::string>().c_str());
+    std::printf("report:\n  %s\n", d["report"].get<std::string>().c_str());
+    return kCtlOk;
+}
+
+int cmd_audit(Ctx& c, const std::string& since) {
+    std::string from;
+    if (!since.empty()) {
+        auto t = core::parse_iso8601(since);
+        if (!t) {
+            std::fprintf(stderr, "triagectl: --since must be ISO 8601, e.g. 2026-11-27T10:00:00Z\n");
+            return kCtlUsage;
+        }
+        from = core::format_iso8601(*t);
+    }
+    auto events = c.audit->list(from);
+    if (!events) return fail(events.error());
+    json out = json::array();
+    for (const auto& e : events.value()) out.push_back(audit_event_json(e));
+    if (c.json_out) {
+        std::cout << out.dump(2) << "\n";
+        return kCtlOk;
+    }
+    for (const auto& e : out) {
+        json rest = e;
+        rest.erase("time");
+        rest.erase("event");
+        std::printf("%s  %-22s %s\n", e["time"].get<std::string>().c_str(),
+                    e["event"].get<std::string>().c_str(), rest.dump().c_str());
+    }
+    return kCtlOk;
+}
+
+int cmd_enqueue(Ctx& c, const std::string& uid, bool force_complete) {
+    auto job = force_complete ? c.jobs->complete_study(uid, std::nullopt, "forced")
+                              : c.jobs->reprocess(uid);
+    if (!job) return fail(job.error());
+    json out{{"study_uid", uid}, {"job", nullptr}};
+    if (job.value()) out["job"] = job_json(*job.value());
+    if (c.json_out) {
+        std::cout << out.dump(2) << "\n";
+    } else if (job.value()) {
+        std::printf("study %s: job #%lld version %d queued\n", uid.c_str(),
+                    static_cast<long long>(job.value()->id), job.value()->version);
+    } else {
+        std::printf("study %s: a queued job already covers it\n", uid.c_str());
+    }
+    return kCtlOk;
+}
+
+int open_ctx(const std::string& config_path, Ctx& c) {
+    auto loaded = config::load_config(config_path);
+    if (!loaded.ok()) {
+        for (const auto& p : loaded.problems)
+            std::fprintf(stderr, "triagectl: config %s: %s\n", p.key.c_str(), p.message.c_str());
+        return kCtlFailed;
+    }
+    auto db = storage::Database::open_existing(database_path(loaded.config));
+    if (!db) return fail(db.error());
+    c.db = std::move(db.value());
+    c.audit = std::make_unique<storage::AuditLog>(*c.db, c.clock);
+    c.index = std::make_unique<storage::InstanceIndex>(*c.db, *c.audit, c.clock);
+    c.jobs = std::make_unique<storage::JobQueue>(*c.db, *c.audit, c.clock);
+    return kCtlOk;
+}
+
+}  // namespace
+
+int run_ctl(const std::vector<std::string>& args) {
+    std::string config_path, since;
+    std::vector<std::string> positional;
+    Ctx c;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--config" && i + 1 < args.size()) {
+            config_path = args[++i];
+        } else if (a == "--json") {
+            c.json_out = true;
+        } else if (a == "--since" && i + 1 < args.size()) {
+            since = args[++i];
+        } else if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            return kCtlOk;
+        } else if (a.rfind("--", 0) == 0 && a != "--destination" && a != "--out") {
+            std::fprintf(stderr, "triagectl: unknown option %s\n%s", a.c_str(), kUsage);
+            return kCtlUsage;
+        } else {
+            positional.push_back(a);
+        }
+    }
+    if (config_path.empty() || positional.empty()) {
+        std::fputs(kUsage, stderr);
+        return kCtlUsage;
+    }
+    const std::string cmd = positional[0];
+    auto want = [&](size_t n) { return positional.size() == n; };
+    bool known = (cmd == "studies" || cmd == "worklist" || cmd == "audit") ? want(1)
+                 : (cmd == "study" || cmd == "complete" || cmd == "reprocess") ? want(2)
+                 : (cmd == "retry" || cmd == "echo" || cmd == "analyze");
+    if (!known) {
+        std::fprintf(stderr, "triagectl: bad command line for '%s'\n%s", cmd.c_str(), kUsage);
+        return kCtlUsage;
+    }
+    if (cmd == "retry" || cmd == "echo" || cmd == "analyze") {
+        std::fprintf(stderr, "triagectl: '%s' is not available yet in this build (see docs/)\n", cmd.c_str());
+        return kCtlFailed;
+    }
+    if (int rc = open_ctx(config_path, c); rc != kCtlOk) return rc;
+    if (cmd == "studies") return cmd_studies(c, false);
+    if (cmd == "worklist") return cmd_studies(c, true);
+    if (cmd == "study") return cmd_study(c, positional[1]);
+    if (cmd == "audit") return cmd_audit(c, since);
+    return cmd_enqueue(c, positional[1], cmd == "complete");
+}
+
+}  // namespace triage::daemon

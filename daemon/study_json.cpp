@@ -1,0 +1,103 @@
+#include "daemon/study_json.h"
+
+#include <algorithm>
+
+namespace triage::daemon {
+
+using nlohmann::json;
+
+namespace {
+json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+}  // namespace
+
+json study_summary_json(const storage::StudySummary& s) {
+    return json{{"study_uid", s.study_uid},
+                {"patient_id", s.patient_id},
+                {"accession", s.accession},
+                {"study_date", s.study_date},
+                {"modalities", s.modalities},
+                {"series_count", s.series_count},
+                {"instance_count", s.instance_count},
+                {"state", s.state},
+                {"priority_level", opt(s.priority_level)},
+                {"priority_score", s.priority_score ? json(*s.priority_score) : json(nullptr)},
+                {"received_at", s.received_at},
+                {"last_received_at", s.last_received_at},
+                {"completed_at", opt(s.completed_at)}};
+}
+
+json job_json(const storage::JobRecord& j) {
+    return json{{"id", j.id},
+                {"version", j.version},
+                {"state", j.state},
+                {"attempts", j.attempts},
+                {"error", opt(j.error)},
+                {"created_at", opt(j.created_at)},
+                {"started_at", opt(j.started_at)},
+                {"finished_at", opt(j.finished_at)}};
+}
+
+json audit_event_json(const storage::AuditEvent& e) {
+    json out{{"id", e.id}, {"time", e.time}, {"event", e.event}};
+    auto put = [&](const char* k, const std::optional<std::string>& v) {
+        if (v) out[k] = *v;
+    };
+    put("study_uid", e.study_uid);
+    put("sop_instance_uid", e.sop_instance_uid);
+    put("calling_ae", e.calling_ae);
+    put("called_ae", e.called_ae);
+    put("peer", e.peer);
+    if (e.job_id) out["job_id"] = *e.job_id;
+    if (e.status) out["status"] = *e.status;
+    json detail = json::parse(e.detail, nullptr, false);
+    if (detail.is_object())
+        for (auto& [k, v] : detail.items())
+            if (!out.contains(k)) out[k] = v;
+    return out;
+}
+
+void sort_worklist(json& studies) {
+    auto score = [](const json& s) {
+        return s["priority_score"].is_null() ? -1.0 : s["priority_score"].get<double>();
+    };
+    auto completed = [](const json& s) {
+        return s["completed_at"].is_null() ? std::string("~") : s["completed_at"].get<std::string>();
+    };
+    std::stable_sort(studies.begin(), studies.end(), [&](const json& a, const json& b) {
+        if (score(a) != score(b)) return score(a) > score(b);
+        return completed(a) < completed(b);
+    });
+}
+
+core::Result<json> study_detail_json(storage::InstanceIndex& index, storage::JobQueue& jobs,
+                                     const std::string& study_uid) {
+    auto study = index.get_study(study_uid);
+    if (!study) return study.error();
+    auto series = index.list_series(study_uid);
+    if (!series) return series.error();
+    auto job_list = jobs.jobs_for_study(study_uid);
+    if (!job_list) return job_list.error();
+    json d = study_summary_json(study.value());
+    d["series"] = json::array();
+    for (const auto& s : series.value())
+        d["series"].push_back({{"series_uid", s.series_uid},
+                               {"modality", s.modality},
+                               {"body_part", s.body_part},
+                               {"description", s.description},
+                               {"series_number", s.series_number},
+                               {"instance_count", s.instance_count},
+                               {"analyzed", false},
+                               {"skip_reason", nullptr}});
+    d["jobs"] = json::array();
+    for (const auto& j : job_list.value()) d["jobs"].push_back(job_json(j));
+    // Filled by the analysis pipeline and the senders (later work); present so the document
+    // always has the contract's shape.
+    d["findings"] = json::array();
+    d["report"] = "";
+    d["model"] = nullptr;
+    d["outputs"] = json::array();
+    d["deliveries"] = json::array();
+    return d;
+}
+
+}  // namespace triage::daemon

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, exactly the Debian 12 packages triage-node needs that are missing.
+# Idempotent: a second run installs nothing. Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake make pkg-config git ca-certificates
+  # libraries
+  libdcmtk-dev libdcmtk17 libtorch-dev libopenblas0-pthread libboost-dev libsqlite3-dev
+  libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
+  # test peers and tools
+  dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
+  nodejs npm
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Orthanc's package starts a system service; tests start their own instances on free ports.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+fi
+echo "install-deps: done"

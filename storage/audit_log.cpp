@@ -1,0 +1,51 @@
+#include "storage/audit_log.h"
+
+namespace triage::storage {
+
+core::Status AuditLog::append(AuditEvent event) {
+    return m_db.transact([&] { return append_in_tx(std::move(event)); });
+}
+
+core::Status AuditLog::append_in_tx(AuditEvent e) {
+    if (e.time.empty()) e.time = core::format_iso8601(m_clock.now());
+    Statement& s = m_db.prepare(
+        "INSERT INTO audit_events(time,event,study_uid,sop_instance_uid,job_id,calling_ae,"
+        "called_ae,peer,status,detail) VALUES(?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, e.time).bind(2, e.event).bind(3, e.study_uid).bind(4, e.sop_instance_uid);
+    e.job_id ? s.bind(5, *e.job_id) : s.bind_null(5);
+    s.bind(6, e.calling_ae).bind(7, e.called_ae).bind(8, e.peer);
+    e.status ? s.bind(9, *e.status) : s.bind_null(9);
+    s.bind(10, e.detail);
+    auto r = s.run();
+    if (!r) return r.error();
+    return {};
+}
+
+core::Result<std::vector<AuditEvent>> AuditLog::list(const std::string& since, int limit) {
+    std::vector<AuditEvent> out;
+    auto st = m_db.read([&]() -> core::Status {
+        Statement& s = m_db.prepare(
+            "SELECT id,time,event,study_uid,sop_instance_uid,job_id,calling_ae,called_ae,peer,"
+            "status,detail FROM audit_events WHERE time >= ? ORDER BY id LIMIT ?");
+        s.bind(1, since).bind(2, limit);
+        return s.for_each([&](const Statement&) {
+            AuditEvent e;
+            e.id = s.integer(0);
+            e.time = s.text(1);
+            e.event = s.text(2);
+            e.study_uid = s.opt_text(3);
+            e.sop_instance_uid = s.opt_text(4);
+            if (!s.is_null(5)) e.job_id = s.integer(5);
+            e.calling_ae = s.opt_text(6);
+            e.called_ae = s.opt_text(7);
+            e.peer = s.opt_text(8);
+            if (!s.is_null(9)) e.status = s.integer(9);
+            e.detail = s.text(10);
+            out.push_back(std::move(e));
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+}  // namespace triage::storage

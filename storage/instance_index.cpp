@@ -1,0 +1,208 @@
+#include "storage/instance_index.h"
+
+#include <nlohmann/json.hpp>
+
+namespace triage::storage {
+
+using core::Status;
+
+Status InstanceIndex::upsert_study_and_series(const InstanceRecord& r, const std::string& now) {
+    Statement& st = m_db.prepare(
+        "INSERT INTO studies(study_uid,patient_id,accession,study_date,study_time,"
+        "first_received_at,last_received_at,completion_pending) VALUES(?,?,?,?,?,?,?,1) "
+        "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at,"
+        "completion_pending=1");
+    st.bind(1, r.study_uid).bind(2, r.patient_id).bind(3, r.accession).bind(4, r.study_date);
+    st.bind(5, r.study_time).bind(6, now).bind(7, now);
+    if (auto x = st.run(); !x) return x.error();
+    Statement& se = m_db.prepare(
+        "INSERT INTO series(series_uid,study_uid,modality,body_part,series_description,"
+        "series_number,frame_of_reference_uid,first_received_at,last_received_at) "
+        "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(series_uid) DO UPDATE SET "
+        "last_received_at=excluded.last_received_at");
+    se.bind(1, r.series_uid).bind(2, r.study_uid).bind(3, r.modality).bind(4, r.body_part);
+    se.bind(5, r.series_description).bind(6, r.series_number).bind(7, r.frame_of_reference_uid);
+    se.bind(8, now).bind(9, now);
+    if (auto x = se.run(); !x) return x.error();
+    return {};
+}
+
+core::Result<StoredInstance> InstanceIndex::record_instance(const InstanceRecord& r,
+                                                            const std::string& called_ae) {
+    StoredInstance out;
+    std::string now = core::format_iso8601(m_clock.now());
+    auto st = m_db.transact([&]() -> Status {
+        out = StoredInstance{};
+        Statement& q = m_db.prepare("SELECT file_path FROM instances WHERE sop_instance_uid=?");
+        q.bind(1, r.sop_instance_uid);
+        auto row = q.step();
+        if (!row) return row.error();
+        if (row.value()) {
+            out.duplicate = true;
+            if (std::string old = q.text(0); old != r.file_path) out.previous_path = old;
+        }
+        if (auto s = upsert_study_and_series(r, now); !s) return s;
+        Statement& in = m_db.prepare(
+            "INSERT INTO instances(sop_instance_uid,series_uid,study_uid,sop_class_uid,"
+            "transfer_syntax_uid,instance_number,image_type,rows,columns,frames,file_path,"
+            "file_size,received_at,calling_ae,peer) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(sop_instance_uid) DO UPDATE SET series_uid=excluded.series_uid,"
+            "study_uid=excluded.study_uid,sop_class_uid=excluded.sop_class_uid,"
+            "transfer_syntax_uid=excluded.transfer_syntax_uid,"
+            "instance_number=excluded.instance_number,image_type=excluded.image_type,"
+            "rows=excluded.rows,columns=excluded.columns,frames=excluded.frames,"
+            "file_path=excluded.file_path,file_size=excluded.file_size,"
+            "received_at=excluded.received_at,calling_ae=excluded.calling_ae,peer=excluded.peer,"
+            "receive_count=receive_count+1");
+        in.bind(1, r.sop_instance_uid).bind(2, r.series_uid).bind(3, r.study_uid);
+        in.bind(4, r.sop_class_uid).bind(5, r.transfer_syntax_uid).bind(6, r.instance_number);
+        in.bind(7, r.image_type).bind(8, r.rows).bind(9, r.columns).bind(10, r.frames);
+        in.bind(11, r.file_path).bind(12, r.file_size).bind(13, now).bind(14, r.calling_ae);
+        in.bind(15, r.peer);
+        if (auto x = in.run(); !x) return x.error();
+        AuditEvent e;
+        e.time = now;
+        e.event = "instance_stored";
+        e.study_uid = r.study_uid;
+        e.sop_instance_uid = r.sop_instance_uid;
+        e.calling_ae = r.calling_ae;
+        e.called_ae = called_ae;
+        e.peer = r.peer;
+        e.status = 0;
+        e.detail = nlohmann::json{{"series_uid", r.series_uid},
+                                  {"sop_class_uid", r.sop_class_uid},
+                                  {"transfer_syntax_uid", r.transfer_syntax_uid},
+                                  {"size", r.file_size},
+                                  {"duplicate", out.duplicate}}
+                       .dump();
+        return m_audit.append_in_tx(std::move(e));
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+core::Result<std::vector<std::string>> InstanceIndex::studies_quiet_since(const std::string& cutoff) {
+    std::vector<std::string> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare(
+            "SELECT study_uid FROM studies WHERE completion_pending=1 AND last_received_at<=? "
+            "ORDER BY last_received_at");
+        s.bind(1, cutoff);
+        return s.for_each([&](const Statement&) {
+            out.push_back(s.text(0));
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+namespace {
+// Columns shared by list_studies() and get_study(); state derives from the pending flag and the
+// newest job version.
+constexpr const char* kStudySelect =
+    "SELECT s.study_uid,s.patient_id,s.accession,s.study_date,s.first_received_at,"
+    "s.last_received_at,s.completed_at,s.priority_level,s.priority_score,"
+    "(SELECT COUNT(*) FROM series x WHERE x.study_uid=s.study_uid),"
+    "(SELECT COUNT(*) FROM instances i WHERE i.study_uid=s.study_uid),"
+    "(SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series x "
+    "  WHERE x.study_uid=s.study_uid AND modality<>'' ORDER BY modality)),"
+    "CASE WHEN s.completion_pending=1 THEN 'receiving' ELSE COALESCE((SELECT state FROM jobs j "
+    "  WHERE j.study_uid=s.study_uid ORDER BY version DESC LIMIT 1),'receiving') END "
+    "FROM studies s ";
+
+StudySummary read_study(const Statement& s) {
+    StudySummary r;
+    r.study_uid = s.text(0);
+    r.patient_id = s.text(1);
+    r.accession = s.text(2);
+    r.study_date = s.text(3);
+    r.received_at = s.text(4);
+    r.last_received_at = s.text(5);
+    r.completed_at = s.opt_text(6);
+    r.priority_level = s.opt_text(7);
+    if (!s.is_null(8)) r.priority_score = s.real(8);
+    r.series_count = static_cast<int>(s.integer(9));
+    r.instance_count = static_cast<int>(s.integer(10));
+    std::string mods = s.text(11);
+    for (size_t p = 0; !mods.empty() && p != std::string::npos;) {
+        size_t q = mods.find('\\', p);
+        r.modalities.push_back(mods.substr(p, q == std::string::npos ? q : q - p));
+        p = q == std::string::npos ? q : q + 1;
+    }
+    r.state = s.text(12);
+    return r;
+}
+}  // namespace
+
+core::Result<std::vector<StudySummary>> InstanceIndex::list_studies() {
+    std::vector<StudySummary> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare(std::string(kStudySelect) + "ORDER BY s.first_received_at");
+        return s.for_each([&](const Statement&) {
+            out.push_back(read_study(s));
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+core::Result<StudySummary> InstanceIndex::get_study(const std::string& study_uid) {
+    std::optional<StudySummary> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare(std::string(kStudySelect) + "WHERE s.study_uid=?");
+        s.bind(1, study_uid);
+        auto row = s.step();
+        if (!row) return row.error();
+        if (row.value()) out = read_study(s);
+        return {};
+    });
+    if (!st) return st.error();
+    if (!out) return core::make_error(core::ErrorKind::NotFound, "no study " + study_uid);
+    return *out;
+}
+
+core::Result<std::vector<SeriesSummary>> InstanceIndex::list_series(const std::string& study_uid) {
+    std::vector<SeriesSummary> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare(
+            "SELECT x.series_uid,x.modality,x.body_part,x.series_description,x.series_number,"
+            "(SELECT COUNT(*) FROM instances i WHERE i.series_uid=x.series_uid) FROM series x "
+            "WHERE x.study_uid=? ORDER BY CAST(x.series_number AS INTEGER), x.series_uid");
+        s.bind(1, study_uid);
+        return s.for_each([&](const Statement&) {
+            out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4),
+                           static_cast<int>(s.integer(5))});
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+core::Result<std::vector<std::string>> InstanceIndex::instance_paths(const std::string& study_uid) {
+    std::vector<std::string> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare(
+            "SELECT file_path FROM instances WHERE study_uid=? ORDER BY series_uid, "
+            "CAST(instance_number AS INTEGER), sop_instance_uid");
+        s.bind(1, study_uid);
+        return s.for_each([&](const Statement&) {
+            out.push_back(s.text(0));
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+core::Result<std::vector<std::pair<std::string, std::string>>> InstanceIndex::all_instance_paths() {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto st = m_db.read([&]() -> Status {
+        Statement& s = m_db.prepare("SELECT sop_instance_uid, file_path FROM instances");
+        return s.for_each([&](const Statement&) {
+            out.emplace_back(s.text(0), s.text(1));
+        });
+    });
+    if (!st) return st.error();
+    return out;
+}
+
+}  // namespace triage::storage

@@ -1,0 +1,93 @@
+#include "storage/schema.h"
+
+namespace triage::storage {
+
+const std::vector<std::string>& migrations() {
+    static const std::vector<std::string> m = {
+        // v1: receiver index, jobs, append-only audit trail
+        R"SQL(
+CREATE TABLE studies (
+  study_uid          TEXT PRIMARY KEY,
+  patient_id         TEXT NOT NULL DEFAULT '',
+  accession          TEXT NOT NULL DEFAULT '',
+  study_date         TEXT NOT NULL DEFAULT '',
+  study_time         TEXT NOT NULL DEFAULT '',
+  first_received_at  TEXT NOT NULL,
+  last_received_at   TEXT NOT NULL,
+  completion_pending INTEGER NOT NULL DEFAULT 1,  -- 1: instances arrived since the last completion
+  completed_at       TEXT,
+  priority_level     TEXT,
+  priority_score     REAL
+);
+CREATE INDEX studies_pending ON studies(completion_pending, last_received_at);
+CREATE TABLE series (
+  series_uid            TEXT PRIMARY KEY,
+  study_uid             TEXT NOT NULL REFERENCES studies(study_uid),
+  modality              TEXT NOT NULL DEFAULT '',
+  body_part             TEXT NOT NULL DEFAULT '',
+  series_description    TEXT NOT NULL DEFAULT '',
+  series_number         TEXT NOT NULL DEFAULT '',
+  frame_of_reference_uid TEXT NOT NULL DEFAULT '',
+  first_received_at     TEXT NOT NULL,
+  last_received_at      TEXT NOT NULL
+);
+CREATE INDEX series_study ON series(study_uid);
+CREATE TABLE instances (
+  sop_instance_uid    TEXT PRIMARY KEY,
+  series_uid          TEXT NOT NULL REFERENCES series(series_uid),
+  study_uid           TEXT NOT NULL REFERENCES studies(study_uid),
+  sop_class_uid       TEXT NOT NULL,
+  transfer_syntax_uid TEXT NOT NULL,
+  instance_number     TEXT NOT NULL DEFAULT '',
+  image_type          TEXT NOT NULL DEFAULT '',
+  rows                INTEGER NOT NULL DEFAULT 0,
+  columns             INTEGER NOT NULL DEFAULT 0,
+  frames              INTEGER NOT NULL DEFAULT 0,
+  file_path           TEXT NOT NULL,   -- relative to data_dir
+  file_size           INTEGER NOT NULL,
+  received_at         TEXT NOT NULL,
+  calling_ae          TEXT NOT NULL DEFAULT '',
+  peer                TEXT NOT NULL DEFAULT '',
+  receive_count       INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX instances_series ON instances(series_uid);
+CREATE INDEX instances_study ON instances(study_uid);
+CREATE TABLE jobs (
+  id          INTEGER PRIMARY KEY,
+  study_uid   TEXT NOT NULL REFERENCES studies(study_uid),
+  version     INTEGER NOT NULL,
+  state       TEXT NOT NULL CHECK (state IN ('queued','running','done','failed')),
+  priority    INTEGER NOT NULL DEFAULT 0,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  error       TEXT,
+  created_at  TEXT NOT NULL,
+  started_at  TEXT,
+  finished_at TEXT,
+  UNIQUE (study_uid, version)
+);
+CREATE INDEX jobs_state ON jobs(state, priority, id);
+CREATE TABLE audit_events (
+  id               INTEGER PRIMARY KEY,
+  time             TEXT NOT NULL,
+  event            TEXT NOT NULL,
+  study_uid        TEXT,
+  sop_instance_uid TEXT,
+  job_id           INTEGER,
+  calling_ae       TEXT,
+  called_ae        TEXT,
+  peer             TEXT,
+  status           INTEGER,
+  detail           TEXT    -- JSON object with event-specific fields
+);
+CREATE INDEX audit_time ON audit_events(time);
+CREATE INDEX audit_study ON audit_events(study_uid);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+)SQL",
+    };
+    return m;
+}
+
+}  // namespace triage::storage
