@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -103,8 +104,7 @@ Result<CallerRule> parse_caller_rule(std::string_view text) {
 bool caller_allowed(const std::vector<CallerRule>& rules, std::string_view calling_ae,
                     std::string_view peer_ip) {
     std::string peer(peer_ip);
-    if (peer.find('.') != std::string::npos && peer.find(':') != std::string::npos)
-        peer = peer.substr(0, peer.rfind(':'));  // "a.b.c.d:port"
+    if (std::count(peer.begin(), peer.end(), ':') == 1) peer = peer.substr(0, peer.find(':'));  // "a.b.c.d:port"
     auto ip = parse_ip(peer);
     for (const auto& r : rules) {
         if (r.ae_title != "*" && r.ae_title != calling_ae) continue;

@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "dicom_io/dcmtk_setup.h"
+#include "dicom_io/dimse_status.h"
+#include "dicom_io/instance_meta.h"
+
+using namespace triage;
+using namespace triage::dicom_io;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path kCorpus = fs::path(TRIAGE_SHARED_DIR) / "data" / "dicom";
+
+std::vector<fs::path> files_under(const fs::path& dir) {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file() && e.path().extension() != ".md" && e.path().extension() != ".tsv")
+            out.push_back(e.path());
+    return out;
+}
+}  // namespace
+
+TEST(InstanceMeta, ReadsAKnownCtSlice) {
+    ASSERT_TRUE(init_dcmtk());
+    auto m = read_instance_meta((kCorpus / "ts/ct-ge-hispeed-chest/CTImage.dcm").string());
+    if (!fs::exists(kCorpus / "ts/ct-ge-hispeed-chest/CTImage.dcm")) GTEST_SKIP() << "corpus file moved";
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_EQ(m->modality, "CT");
+    EXPECT_EQ(m->rows, 512);
+    EXPECT_EQ(m->columns, 512);
+    EXPECT_EQ(m->frames, 1);
+    EXPECT_EQ(m->sop_class_uid, "1.2.840.10008.5.1.4.1.1.2");
+}
+
+TEST(InstanceMeta, EveryWellFormedCorpusFileHasUsableIdentity) {
+    ASSERT_TRUE(init_dcmtk());
+    int checked = 0;
+    for (const char* dir : {"ct", "mr", "enhanced", "nonimage", "ts", "seg", "sr", "charset"}) {
+        for (const auto& f : files_under(kCorpus / dir)) {
+            auto m = read_instance_meta(f.string());
+            // Four codec fixtures carry no Study/Series UID: refused as not belonging to a study.
+            if (!m && m.error().message == "missing StudyInstanceUID") {
+                EXPECT_NE(f.string().find("/ts/misc-pydicom"), std::string::npos) << f;
+                EXPECT_EQ(store_status_for(m.error()), kStatusDataSetMismatch);
+                continue;
+            }
+            ASSERT_TRUE(m) << f << ": " << m.error().message;
+            EXPECT_FALSE(m->transfer_syntax_uid.empty()) << f;
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 400);
+}
+
+TEST(InstanceMeta, MalformedFilesGiveAnErrorOrAResultNeverACrash) {
+    ASSERT_TRUE(init_dcmtk());
+    int refused = 0, total = 0;
+    for (const auto& f : files_under(kCorpus / "malformed")) {
+        auto m = read_instance_meta(f.string());
+        ++total;
+        if (!m) {
+            ++refused;
+            EXPECT_NE(store_status_for(m.error()), kStatusSuccess);
+            EXPECT_FALSE(m.error().message.empty());
+        }
+    }
+    EXPECT_GT(total, 15);
+    EXPECT_GT(refused, 0);
+}
+
+TEST(InstanceMeta, GarbageAndMissingFilesAreErrors) {
+    ASSERT_TRUE(init_dcmtk());
+    auto tmp = fs::temp_directory_path() / "triage-garbage.dcm";
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    std::fputs("this is not DICOM at all", f);
+    std::fclose(f);
+    auto m = read_instance_meta(tmp.string());
+    EXPECT_FALSE(m);
+    fs::remove(tmp);
+    EXPECT_FALSE(read_instance_meta("/nonexistent/x.dcm"));
+}
+
+TEST(InstanceMeta, UsableUid) {
+    EXPECT_TRUE(usable_uid("1.2.840.10008.5.1.4.1.1.2"));
+    EXPECT_FALSE(usable_uid(""));
+    EXPECT_FALSE(usable_uid(".."));
+    EXPECT_FALSE(usable_uid("1.2/../../etc"));
+    EXPECT_FALSE(usable_uid(std::string(65, '1')));
+}
+
+TEST(DimseStatus, OneMappingForEveryErrorKind) {
+    using core::ErrorKind;
+    EXPECT_EQ(store_status_for({ErrorKind::Transient, ""}), 0xA700);
+    EXPECT_EQ(store_status_for({ErrorKind::Internal, ""}), 0xA700);
+    EXPECT_EQ(store_status_for({ErrorKind::InvalidInput, ""}), 0xA900);
+    EXPECT_EQ(store_status_for({ErrorKind::Permanent, ""}), 0xC000);
+}

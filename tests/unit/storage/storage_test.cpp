@@ -1,0 +1,185 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "storage/audit_log.h"
+#include "storage/database.h"
+#include "storage/instance_index.h"
+#include "storage/job_queue.h"
+#include "storage/schema.h"
+
+using namespace triage;
+using namespace triage::storage;
+
+namespace {
+
+class StorageTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        m_dir = std::filesystem::temp_directory_path() /
+                ("triage-storage-" + std::to_string(::getpid()) + "-" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(m_dir);
+        std::filesystem::create_directories(m_dir);
+        reopen();
+    }
+    void TearDown() override {
+        close();
+        std::filesystem::remove_all(m_dir);
+    }
+    void close() {
+        jobs.reset();
+        index.reset();
+        audit.reset();
+        db.reset();
+    }
+    void reopen() {
+        close();
+        db = std::move(Database::open((m_dir / "triage.db").string(), SyncMode::Normal).value());
+        audit = std::make_unique<AuditLog>(*db, clock);
+        index = std::make_unique<InstanceIndex>(*db, *audit, clock);
+        jobs = std::make_unique<JobQueue>(*db, *audit, clock);
+    }
+    InstanceRecord instance(const std::string& study, const std::string& sop) {
+        InstanceRecord r;
+        r.study_uid = study;
+        r.series_uid = study + ".1";
+        r.sop_instance_uid = sop;
+        r.sop_class_uid = "1.2.840.10008.5.1.4.1.1.2";
+        r.transfer_syntax_uid = "1.2.840.10008.1.2.1";
+        r.patient_id = "P1";
+        r.modality = "CT";
+        r.file_path = "instances/" + sop + ".dcm";
+        r.file_size = 100;
+        return r;
+    }
+    std::string cutoff(int seconds_ago) {
+        return core::format_iso8601(clock.now() - std::chrono::seconds(seconds_ago));
+    }
+
+    std::filesystem::path m_dir;
+    core::FakeClock clock{*core::parse_iso8601("2026-11-27T10:00:00Z")};
+    std::unique_ptr<Database> db;
+    std::unique_ptr<AuditLog> audit;
+    std::unique_ptr<InstanceIndex> index;
+    std::unique_ptr<JobQueue> jobs;
+};
+
+TEST_F(StorageTest, MigratesToCurrentVersionAndReopens) {
+    EXPECT_EQ(db->schema_version(), static_cast<int>(migrations().size()));
+    reopen();
+    EXPECT_EQ(db->schema_version(), static_cast<int>(migrations().size()));
+    EXPECT_TRUE(Database::open_existing((m_dir / "triage.db").string()));
+    EXPECT_FALSE(Database::open_existing((m_dir / "missing.db").string()));
+}
+
+TEST_F(StorageTest, DuplicateInstanceIsIdempotent) {
+    auto first = index->record_instance(instance("1.1", "1.1.1.1"), "TRIAGE");
+    ASSERT_TRUE(first);
+    EXPECT_FALSE(first->duplicate);
+    auto again = index->record_instance(instance("1.1", "1.1.1.1"), "TRIAGE");
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->duplicate);
+    EXPECT_FALSE(again->previous_path);
+    auto study = index->get_study("1.1");
+    ASSERT_TRUE(study);
+    EXPECT_EQ(study->instance_count, 1);
+    EXPECT_EQ(study->series_count, 1);
+    EXPECT_EQ(study->state, "receiving");
+    EXPECT_EQ(study->modalities, std::vector<std::string>{"CT"});
+}
+
+TEST_F(StorageTest, QuietStudyCompletesOnceAndLateInstanceQueuesNewVersion) {
+    ASSERT_TRUE(index->record_instance(instance("1.2", "1.2.1"), "T"));
+    EXPECT_TRUE(index->studies_quiet_since(cutoff(30))->empty());
+    clock.advance(std::chrono::seconds(31));
+    auto due = index->studies_quiet_since(cutoff(30));
+    ASSERT_EQ(due->size(), 1u);
+    auto job = jobs->complete_study("1.2", cutoff(30), "quiet");
+    ASSERT_TRUE(job && job.value());
+    EXPECT_EQ(job.value()->version, 1);
+    EXPECT_TRUE(index->studies_quiet_since(cutoff(30))->empty());  // no double fire
+    EXPECT_EQ(index->get_study("1.2")->state, "queued");
+
+    // A late instance re-arms; while v1 is still queued no second job is added.
+    ASSERT_TRUE(index->record_instance(instance("1.2", "1.2.2"), "T"));
+    clock.advance(std::chrono::seconds(31));
+    auto none = jobs->complete_study("1.2", cutoff(30), "quiet");
+    ASSERT_TRUE(none);
+    EXPECT_FALSE(none.value());
+
+    // v1 runs; another late instance queues v2, which cannot start while v1 runs.
+    auto running = jobs->claim();
+    ASSERT_TRUE(running && running.value());
+    EXPECT_EQ(running.value()->attempts, 1);
+    ASSERT_TRUE(index->record_instance(instance("1.2", "1.2.3"), "T"));
+    clock.advance(std::chrono::seconds(31));
+    auto v2 = jobs->complete_study("1.2", cutoff(30), "quiet");
+    ASSERT_TRUE(v2 && v2.value());
+    EXPECT_EQ(v2.value()->version, 2);
+    EXPECT_FALSE(jobs->claim().value());  // one job per study at a time
+    ASSERT_TRUE(jobs->finish(running.value()->id, true, ""));
+    EXPECT_FALSE(jobs->finish(running.value()->id, true, ""));  // only running -> done
+    auto next = jobs->claim();
+    ASSERT_TRUE(next.value());
+    EXPECT_EQ(next.value()->version, 2);
+}
+
+TEST_F(StorageTest, InstanceAfterCutoffBlocksCompletion) {
+    ASSERT_TRUE(index->record_instance(instance("1.3", "1.3.1"), "T"));
+    std::string old_cutoff = cutoff(0);
+    clock.advance(std::chrono::seconds(5));
+    ASSERT_TRUE(index->record_instance(instance("1.3", "1.3.2"), "T"));
+    auto job = jobs->complete_study("1.3", old_cutoff, "quiet");
+    ASSERT_TRUE(job);
+    EXPECT_FALSE(job.value());
+    EXPECT_EQ(index->get_study("1.3")->state, "receiving");
+}
+
+TEST_F(StorageTest, ForcedCompletionAndUnknownStudy) {
+    ASSERT_TRUE(index->record_instance(instance("1.4", "1.4.1"), "T"));
+    auto job = jobs->complete_study("1.4", std::nullopt, "forced");
+    ASSERT_TRUE(job && job.value());
+    auto missing = jobs->complete_study("9.9", std::nullopt, "forced");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().kind, core::ErrorKind::NotFound);
+    EXPECT_EQ(jobs->reprocess("9.9").error().kind, core::ErrorKind::NotFound);
+}
+
+TEST_F(StorageTest, RunningJobsReturnToQueueAfterRestart) {
+    ASSERT_TRUE(index->record_instance(instance("1.5", "1.5.1"), "T"));
+    ASSERT_TRUE(jobs->complete_study("1.5", std::nullopt, "forced"));
+    ASSERT_TRUE(jobs->claim().value());
+    reopen();
+    EXPECT_EQ(jobs->reset_running().value(), 1);
+    auto all = jobs->jobs_for_study("1.5").value();
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].state, "queued");
+    EXPECT_EQ(jobs->claim().value()->attempts, 2);
+}
+
+TEST_F(StorageTest, FailedJobKeepsItsError) {
+    ASSERT_TRUE(index->record_instance(instance("1.6", "1.6.1"), "T"));
+    ASSERT_TRUE(jobs->complete_study("1.6", std::nullopt, "forced"));
+    auto j = jobs->claim().value();
+    ASSERT_TRUE(jobs->finish(j->id, false, "no analyzable series"));
+    auto all = jobs->jobs_for_study("1.6").value();
+    EXPECT_EQ(all[0].state, "failed");
+    EXPECT_EQ(all[0].error.value_or(""), "no analyzable series");
+    EXPECT_EQ(index->get_study("1.6")->state, "failed");
+}
+
+TEST_F(StorageTest, AuditTrailIsAppendOnly) {
+    ASSERT_TRUE(index->record_instance(instance("1.7", "1.7.1"), "T"));
+    auto events = audit->list("");
+    ASSERT_TRUE(events);
+    ASSERT_FALSE(events->empty());
+    EXPECT_EQ(events->back().event, "instance_stored");
+    EXPECT_FALSE(db->exec("UPDATE audit_events SET event='x'"));
+    EXPECT_FALSE(db->exec("DELETE FROM audit_events"));
+    EXPECT_EQ(audit->list("")->size(), events->size());
+    EXPECT_TRUE(audit->list("2099-01-01T00:00:00.000Z")->empty());
+}
+
+}  // namespace
