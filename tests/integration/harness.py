@@ -1,0 +1,194 @@
+"""Shared helpers for integration tests: a real triaged on a temp data dir and an OS-chosen port,
+triagectl, DCMTK senders, and waiting on conditions with deadlines (never fixed sleeps)."""
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD = pathlib.Path(os.environ.get("TRIAGE_BUILD", pathlib.Path(__file__).resolve().parents[2] / "build"))
+SHARED = pathlib.Path(os.environ.get("TRIAGE_SHARED", pathlib.Path(__file__).resolve().parents[3] / "shared"))
+CORPUS = SHARED / "data" / "dicom"
+TRIAGED = BUILD / "triaged"
+TRIAGECTL = BUILD / "triagectl"
+
+
+def wait_until(predicate, timeout=30.0, what="condition", interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def write_config(path, sections, destinations=()):
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+    for d in destinations:
+        lines.append("[[destination]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in d.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class Node:
+    """One triaged process on a temp data dir."""
+
+    def __init__(self, workdir, ae="TRIAGE", callers=("*",), quiet=2, **ingest):
+        self.dir = pathlib.Path(workdir)
+        self.data = self.dir / "data"
+        self.config = self.dir / "triage.toml"
+        self.ae = ae
+        ing = {"allowed_callers": list(callers), "study_quiet_seconds": quiet, "min_free_mb": 1}
+        ing.update(ingest)
+        self.sections = {"node": {"ae_title": ae, "bind": "127.0.0.1", "port": 0, "data_dir": "data"},
+                         "ingest": ing, "api": {"listen": ""}}
+        write_config(self.config, self.sections)
+        self.proc = None
+        self.port = None
+        self.log_path = self.dir / "triaged.log"
+
+    def start(self, timeout=30):
+        self._log = open(self.log_path, "ab")
+        start_len = self.log_path.stat().st_size
+        self.proc = subprocess.Popen([str(TRIAGED), "--config", str(self.config)], stderr=self._log,
+                                     stdout=self._log, cwd=self.dir)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"triaged exited with {self.proc.returncode}:\n{self.log()}")
+            m = re.search(r"triaged ready: AE \S+ port (\d+)", self.log()[start_len:])
+            return m and int(m.group(1))
+        self.port = wait_until(ready, timeout, "triaged to listen")
+        return self
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._log.close()
+
+    def ctl(self, *args, expect=0):
+        r = subprocess.run([str(TRIAGECTL), "--config", str(self.config), *args, "--json"],
+                           capture_output=True, text=True, timeout=60)
+        if expect is not None and r.returncode != expect:
+            raise AssertionError(f"triagectl {args} -> {r.returncode}: {r.stderr}")
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def db(self):
+        con = sqlite3.connect(self.data / "triage.db", timeout=30)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def query(self, sql, *params):
+        con = self.db()
+        try:
+            return [dict(r) for r in con.execute(sql, params)]
+        finally:
+            con.close()
+
+    def study_state(self, uid):
+        s = [x for x in self.ctl("studies") if x["study_uid"] == uid]
+        return s[0]["state"] if s else None
+
+
+def dump_attrs(path, *tags):
+    """Top-level attribute values as DCMTK's dcmdump reads them, {tag: value or None}."""
+    out = subprocess.run(["dcmdump", "-q", "+L", "-M", "-Un", str(path)], capture_output=True,
+                         text=True, errors="replace").stdout
+    values = {t: None for t in tags}
+    for line in out.splitlines():
+        m = re.match(r"\(([0-9a-f]{4},[0-9a-f]{4})\) \w\w (.*?)\s+#", line)  # column 0 = top level
+        if m and m.group(1) in values:
+            v = m.group(2)
+            values[m.group(1)] = v[1:-1] if v.startswith("[") and v.endswith("]") else v
+    return values
+
+
+def storescu_profile(path, files):
+    """Writes a storescu association profile proposing each file's own SOP class and transfer
+    syntax (storescu proposes neither SEG nor compressed syntaxes by default)."""
+    pairs = set()
+    for f in files:
+        a = dump_attrs_uid(f)
+        if a:
+            pairs.add(a)
+    ts_names, lines_ts, lines_pc = {}, ["[[TransferSyntaxes]]"], ["[[PresentationContexts]]", "[Contexts]"]
+    for n, (sop, ts) in enumerate(sorted(pairs), 1):
+        if ts not in ts_names:
+            ts_names[ts] = f"TS{len(ts_names) + 1}"
+            lines_ts += [f"[{ts_names[ts]}]", f"TransferSyntax1 = {ts}"]
+        lines_pc.append(f"PresentationContext{n} = {sop}\\{ts_names[ts]}")
+    assert len(pairs) <= 128, "too many presentation contexts for one profile"
+    pathlib.Path(path).write_text("\n".join(lines_ts + lines_pc + ["[[Profiles]]", "[Generated]",
+                                                                   "PresentationContexts = Contexts"]) + "\n")
+    return path
+
+
+def dump_attrs_uid(f):
+    r = subprocess.run(["dcmdump", "-q", "-Un", "+P", "0002,0010", "+P", "0008,0016", str(f)],
+                       capture_output=True, text=True)
+    vals = re.findall(r"UI \[([^\]]*)\]", r.stdout)
+    if len(vals) < 2:
+        return None
+    return vals[1], vals[0]  # (sop class, transfer syntax)
+
+
+def storescu(port, paths, aet="MODALITY", aec="TRIAGE", profile=None, extra=()):
+    args = ["storescu", "-aet", aet, "-aec", aec, "+sd", "+r", "-nh"]
+    if profile:
+        args += ["-xf", str(profile), "Generated"]
+    args += list(extra) + ["127.0.0.1", str(port)] + [str(p) for p in paths]
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+
+
+class NodeTest(unittest.TestCase):
+    """Gives each test a temp dir and stops every node it started."""
+
+    def setUp(self):
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="triage-it-"))
+        self.nodes = []
+
+    def tearDown(self):
+        for n in self.nodes:
+            if n.proc and n.proc.poll() is None:
+                n.kill()
+        if not os.environ.get("TRIAGE_KEEP_TMP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def node(self, sub="node", **kw):
+        d = self.tmp / sub
+        d.mkdir(exist_ok=True)
+        n = Node(d, **kw)
+        self.nodes.append(n)
+        return n
