@@ -46,6 +46,7 @@ std::optional<TimePoint> parse_iso8601(std::string_view text) {
     }
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
         return std::nullopt;
+    if (y > 2200) y = 2200;  // system_clock (ns) ends in 2262: far-future queries are clamped
     std::tm tm{};
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

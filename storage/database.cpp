@@ -83,10 +83,14 @@ Status Database::exec(std::string_view sql) {
 }
 
 int Database::schema_version() {
-    std::lock_guard lock(m_mutex);
-    Statement& s = prepare("PRAGMA user_version");
-    auto row = s.step();
-    return row && row.value() ? static_cast<int>(s.integer(0)) : -1;
+    int v = -1;
+    (void)read([&]() -> Status {
+        Statement& s = prepare("PRAGMA user_version");
+        auto row = s.step();
+        if (row && row.value()) v = static_cast<int>(s.integer(0));
+        return {};
+    });
+    return v;
 }
 
 Status Database::migrate() {
@@ -122,6 +126,7 @@ Status Database::transact(const std::function<Status()>& body) {
         } catch (const std::exception& e) {
             st = core::make_error(ErrorKind::Internal, std::string("exception in transaction: ") + e.what());
         }
+        reset_statements();
         if (st) {
             rc = sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr);
             if (rc == SQLITE_OK) return {};
@@ -134,11 +139,20 @@ Status Database::transact(const std::function<Status()>& body) {
 
 Status Database::read(const std::function<Status()>& body) {
     std::lock_guard lock(m_mutex);
+    Status st;
     try {
-        return body();
+        st = body();
     } catch (const std::exception& e) {
-        return core::make_error(ErrorKind::Internal, std::string("exception in read: ") + e.what());
+        st = core::make_error(ErrorKind::Internal, std::string("exception in read: ") + e.what());
     }
+    reset_statements();
+    return st;
+}
+
+void Database::reset_statements() {
+    // A statement left mid-result keeps its read snapshot open; a later BEGIN IMMEDIATE on this
+    // connection would then fail with SQLITE_BUSY_SNAPSHOT once another process has written.
+    for (auto& [sql, stmt] : m_cache) stmt->reset();
 }
 
 Statement& Database::prepare(std::string_view sql) {

@@ -48,6 +48,7 @@ private:
     Database(sqlite3* db, std::string path) : m_db(db), m_path(std::move(path)) {}
     core::Status migrate();
     core::Status configure(SyncMode sync);
+    void reset_statements();
 
     sqlite3* m_db;
     std::string m_path;

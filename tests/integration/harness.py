@@ -192,3 +192,41 @@ class NodeTest(unittest.TestCase):
         n = Node(d, **kw)
         self.nodes.append(n)
         return n
+
+
+def make_series(out_dir, count, template=None, study_uid=None, patient="P-TEST", accession="A-TEST"):
+    """Writes `count` single-frame CT slices of one new series (new UIDs) from a corpus slice."""
+    import pydicom
+    from pydicom.uid import generate_uid
+    template = template or CORPUS / "ts/ct-ge-hispeed-chest/CTImage.dcm"
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = pydicom.dcmread(template)
+    study_uid = study_uid or generate_uid()
+    series_uid = generate_uid()
+    paths = []
+    for i in range(count):
+        ds = base.copy()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID, ds.AccessionNumber = patient, accession
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0, 0, float(i) * 2.5]
+        p = out_dir / f"{i:04d}.dcm"
+        ds.save_as(p)
+        paths.append(p)
+    return study_uid, paths
+
+
+def index_and_files_agree(test, node):
+    """Every indexed instance has its file (same size); every stored file is indexed; nothing
+    half-written is left; SQLite reports no corruption."""
+    rows = node.query("SELECT file_path, file_size FROM instances")
+    indexed = {r["file_path"]: r["file_size"] for r in rows}
+    on_disk = {str(p.relative_to(node.data)): p.stat().st_size
+               for p in (node.data / "instances").rglob("*.dcm")} if (node.data / "instances").exists() else {}
+    test.assertEqual(indexed, on_disk)
+    test.assertEqual(list((node.data / "incoming").glob("*")), [])
+    test.assertEqual(node.query("PRAGMA integrity_check")[0]["integrity_check"], "ok")
+    return indexed

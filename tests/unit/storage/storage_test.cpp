@@ -183,3 +183,18 @@ TEST_F(StorageTest, AuditTrailIsAppendOnly) {
 }
 
 }  // namespace
+
+namespace {
+TEST_F(StorageTest, ReadsLeaveNoSnapshotThatBlocksLaterWrites) {
+    // triagectl (another connection) writes between the node's reads and writes.
+    ASSERT_TRUE(index->record_instance(instance("2.1", "2.1.1"), "T"));
+    ASSERT_TRUE(index->record_instance(instance("2.2", "2.2.1"), "T"));
+    ASSERT_TRUE(index->get_study("2.1"));  // stops after one row
+    ASSERT_TRUE(jobs->jobs_for_study("2.1"));
+    auto other = Database::open_existing((m_dir / "triage.db").string());
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(other.value()->exec("UPDATE studies SET accession='X' WHERE study_uid='2.2'"));
+    EXPECT_TRUE(index->record_instance(instance("2.1", "2.1.2"), "T"));
+    EXPECT_TRUE(jobs->complete_study("2.1", std::nullopt, "forced"));
+}
+}  // namespace
