@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -50,13 +51,15 @@ int fail(const core::Error& e) {
 }
 
 void print_studies_table(const json& studies) {
-    std::printf("%-40s %-12s %-12s %-8s %5s %6s %-9s %-8s %s\n", "STUDY UID", "PATIENT", "ACCESSION",
+    int w = 9;
+    for (const auto& s : studies) w = std::max(w, static_cast<int>(s["study_uid"].get<std::string>().size()));
+    std::printf("%-*s %-12s %-12s %-8s %5s %6s %-9s %-8s %s\n", w, "STUDY UID", "PATIENT", "ACCESSION",
                 "MOD", "SER", "INST", "STATE", "PRIO", "RECEIVED");
     for (const auto& s : studies) {
         std::string mods;
         for (const auto& m : s["modalities"]) mods += (mods.empty() ? "" : ",") + m.get<std::string>();
         std::string prio = s["priority_level"].is_null() ? "-" : s["priority_level"].get<std::string>();
-        std::printf("%-40s %-12s %-12s %-8s %5d %6d %-9s %-8s %s\n",
+        std::printf("%-*s %-12s %-12s %-8s %5d %6d %-9s %-8s %s\n", w,
                     s["study_uid"].get<std::string>().c_str(), s["patient_id"].get<std::string>().c_str(),
                     s["accession"].get<std::string>().c_str(), mods.c_str(), s["series_count"].get<int>(),
                     s["instance_count"].get<int>(), s["state"].get<std::string>().c_str(), prio.c_str(),
@@ -99,7 +102,8 @@ int cmd_study(Ctx& c, const std::string& uid) {
         std::printf("  #%lld v%d %-8s attempts=%d %s\n", j["id"].get<long long>(), j["version"].get<int>(),
                     j["state"].get<std::string>().c_str(), j["attempts"].get<int>(),
                     j["error"].is_null() ? "" : j["error"].get<std::string>().c_str());
-    std::printf("report:\n  %s\n", d["report"].get<std::string>().c_str());
+    std::string report = d["report"].get<std::string>();
+    std::printf("report:\n  %s\n", report.empty() ? "(not analyzed yet)" : report.c_str());
     return kCtlOk;
 }
 
