@@ -23,7 +23,7 @@ demo: build
 	bash scripts/demo.sh $(BUILD)
 
 bench: build
-	bash bench/ingest.sh $(BUILD)
+	/usr/bin/python3 bench/ingest.py --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -11,8 +11,11 @@ PACKAGES=(
   libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
-  nodejs npm
 )
+# Node.js and npm (test tools such as dcmjs) from Debian only when the machine has none: a
+# machine that ships its own Node.js build cannot take Debian's npm beside it.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
