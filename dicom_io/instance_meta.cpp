@@ -1,5 +1,7 @@
 #include "dicom_io/instance_meta.h"
 
+#include "dicom_io/header_scan.h"
+
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -37,9 +39,9 @@ bool usable_uid(const std::string& uid) {
     return true;
 }
 
-core::Result<InstanceMeta> read_instance_meta(const std::string& path) {
+core::Result<InstanceMeta> read_with_dcmtk(const std::string& path) {
     DcmFileFormat ff;
-    // 4 KiB: longer values (pixel data) stay on disk; we only need the header.
+    // Long values (pixel data) stay on disk: only the header is needed.
     OFCondition cond = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
     if (cond.bad())
         return core::make_error(ErrorKind::Permanent, std::string("unparsable DICOM: ") + cond.text());
@@ -53,15 +55,6 @@ core::Result<InstanceMeta> read_instance_meta(const std::string& path) {
     m.transfer_syntax_uid = get(meta, DCM_TransferSyntaxUID);
     if (m.transfer_syntax_uid.empty())
         m.transfer_syntax_uid = DcmXfer(ds.getOriginalXfer()).getXferID();
-    for (auto [name, value] : {std::pair{"SOPClassUID", &m.sop_class_uid},
-                               {"SOPInstanceUID", &m.sop_instance_uid},
-                               {"StudyInstanceUID", &m.study_uid},
-                               {"SeriesInstanceUID", &m.series_uid}}) {
-        if (value->empty())
-            return core::make_error(ErrorKind::InvalidInput, std::string("missing ") + name);
-        if (!usable_uid(*value))
-            return core::make_error(ErrorKind::InvalidInput, std::string("unusable ") + name);
-    }
     m.patient_id = get(ds, DCM_PatientID);
     m.accession = get(ds, DCM_AccessionNumber);
     m.study_date = get(ds, DCM_StudyDate);
@@ -77,6 +70,22 @@ core::Result<InstanceMeta> read_instance_meta(const std::string& path) {
     m.columns = get_int(ds, DCM_Columns);
     m.frames = get_int(ds, DCM_NumberOfFrames);
     if (m.frames == 0 && ds.tagExists(DCM_PixelData)) m.frames = 1;
+    return m;
+}
+
+core::Result<InstanceMeta> read_instance_meta(const std::string& path) {
+    std::optional<InstanceMeta> fast = scan_header(path);
+    core::Result<InstanceMeta> m = fast ? core::Result<InstanceMeta>(std::move(*fast)) : read_with_dcmtk(path);
+    if (!m) return m;
+    for (auto [name, value] : {std::pair{"SOPClassUID", &m->sop_class_uid},
+                               {"SOPInstanceUID", &m->sop_instance_uid},
+                               {"StudyInstanceUID", &m->study_uid},
+                               {"SeriesInstanceUID", &m->series_uid}}) {
+        if (value->empty())
+            return core::make_error(ErrorKind::InvalidInput, std::string("missing ") + name);
+        if (!usable_uid(*value))
+            return core::make_error(ErrorKind::InvalidInput, std::string("unusable ") + name);
+    }
     return m;
 }
 

@@ -19,6 +19,9 @@ struct InstanceMeta {
 /// (SOP Class/Instance, Study, Series) is missing or not usable.
 core::Result<InstanceMeta> read_instance_meta(const std::string& path);
 
+/// The same, always with DCMTK's full parser (reference for the fast path; tests compare them).
+core::Result<InstanceMeta> read_with_dcmtk(const std::string& path);
+
 /// True when `uid` is safe as a path component and plausibly a UID (1-64 chars of [0-9A-Za-z.-_],
 /// not "." or "..").
 bool usable_uid(const std::string& uid);

@@ -4,6 +4,7 @@
 
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/dimse_status.h"
+#include "dicom_io/header_scan.h"
 #include "dicom_io/instance_meta.h"
 
 using namespace triage;
@@ -96,4 +97,33 @@ TEST(DimseStatus, OneMappingForEveryErrorKind) {
     EXPECT_EQ(store_status_for({ErrorKind::Internal, ""}), 0xA700);
     EXPECT_EQ(store_status_for({ErrorKind::InvalidInput, ""}), 0xA900);
     EXPECT_EQ(store_status_for({ErrorKind::Permanent, ""}), 0xC000);
+}
+
+TEST(HeaderScan, AgreesWithDcmtkOnEveryCorpusFileItAccepts) {
+    ASSERT_TRUE(init_dcmtk());
+    int fast = 0;
+    for (const auto& f : files_under(kCorpus)) {
+        auto scanned = scan_header(f.string());
+        if (!scanned) continue;
+        ++fast;
+        auto ref = read_with_dcmtk(f.string());
+        ASSERT_TRUE(ref) << f;
+        const InstanceMeta& a = *scanned;
+        const InstanceMeta& b = ref.value();
+        for (auto [x, y] : {std::pair{&a.sop_class_uid, &b.sop_class_uid}, {&a.sop_instance_uid, &b.sop_instance_uid},
+                            {&a.study_uid, &b.study_uid}, {&a.series_uid, &b.series_uid},
+                            {&a.transfer_syntax_uid, &b.transfer_syntax_uid}, {&a.patient_id, &b.patient_id},
+                            {&a.accession, &b.accession}, {&a.study_date, &b.study_date},
+                            {&a.study_time, &b.study_time}, {&a.modality, &b.modality},
+                            {&a.body_part, &b.body_part}, {&a.series_description, &b.series_description},
+                            {&a.series_number, &b.series_number},
+                            {&a.frame_of_reference_uid, &b.frame_of_reference_uid},
+                            {&a.instance_number, &b.instance_number}, {&a.image_type, &b.image_type}}) {
+            EXPECT_EQ(*x, *y) << f;
+        }
+        EXPECT_EQ(a.rows, b.rows) << f;
+        EXPECT_EQ(a.columns, b.columns) << f;
+        EXPECT_EQ(a.frames, b.frames) << f;
+    }
+    EXPECT_GT(fast, 350);  // the fast path covers the common syntaxes
 }
