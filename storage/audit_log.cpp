@@ -22,13 +22,11 @@ core::Status AuditLog::append_in_tx(AuditEvent e) {
 }
 
 core::Result<std::vector<AuditEvent>> AuditLog::list(const std::string& since, int limit) {
-    std::vector<AuditEvent> out;
-    auto st = m_db.read([&]() -> core::Status {
-        Statement& s = m_db.prepare(
-            "SELECT id,time,event,study_uid,sop_instance_uid,job_id,calling_ae,called_ae,peer,"
-            "status,detail FROM audit_events WHERE time >= ? ORDER BY id LIMIT ?");
-        s.bind(1, since).bind(2, limit);
-        return s.for_each([&](const Statement&) {
+    return m_db.select<AuditEvent>(
+        "SELECT id,time,event,study_uid,sop_instance_uid,job_id,calling_ae,called_ae,peer,"
+        "status,detail FROM audit_events WHERE time >= ? ORDER BY id LIMIT ?",
+        [&](Statement& s) { s.bind(1, since).bind(2, limit); },
+        [](const Statement& s) {
             AuditEvent e;
             e.id = s.integer(0);
             e.time = s.text(1);
@@ -41,11 +39,8 @@ core::Result<std::vector<AuditEvent>> AuditLog::list(const std::string& since, i
             e.peer = s.opt_text(8);
             if (!s.is_null(9)) e.status = s.integer(9);
             e.detail = s.text(10);
-            out.push_back(std::move(e));
+            return e;
         });
-    });
-    if (!st) return st.error();
-    return out;
 }
 
 }  // namespace triage::storage

@@ -37,6 +37,10 @@ public:
     /// Runs `body` under the connection mutex without a transaction (reads).
     core::Status read(const std::function<core::Status()>& body);
 
+    /// Runs a SELECT under read(): `bind(stmt)` binds the parameters, `row(stmt)` makes one T.
+    template <class T, class Bind, class Row>
+    core::Result<std::vector<T>> select(std::string_view sql, Bind bind, Row row);
+
     /// A cached prepared statement (valid only inside transact()/read()).
     Statement& prepare(std::string_view sql);
     core::Status exec(std::string_view sql);
@@ -91,6 +95,18 @@ private:
     sqlite3* m_db;
     sqlite3_stmt* m_stmt;
 };
+
+template <class T, class Bind, class Row>
+core::Result<std::vector<T>> Database::select(std::string_view sql, Bind bind, Row row) {
+    std::vector<T> out;
+    auto st = read([&]() -> core::Status {
+        Statement& s = prepare(sql);
+        bind(s);
+        return s.for_each([&](const Statement& r) { out.push_back(row(r)); });
+    });
+    if (!st) return st.error();
+    return out;
+}
 
 /// Converts a SQLite result code to an Error (busy/full/ioerr are Transient).
 core::Error sqlite_error(sqlite3* db, int rc, std::string_view what);

@@ -82,18 +82,10 @@ core::Result<StoredInstance> InstanceIndex::record_instance(const InstanceRecord
 }
 
 core::Result<std::vector<std::string>> InstanceIndex::studies_quiet_since(const std::string& cutoff) {
-    std::vector<std::string> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(
-            "SELECT study_uid FROM studies WHERE completion_pending=1 AND last_received_at<=? "
-            "ORDER BY last_received_at");
-        s.bind(1, cutoff);
-        return s.for_each([&](const Statement&) {
-            out.push_back(s.text(0));
-        });
-    });
-    if (!st) return st.error();
-    return out;
+    return m_db.select<std::string>(
+        "SELECT study_uid FROM studies WHERE completion_pending=1 AND last_received_at<=? "
+        "ORDER BY last_received_at",
+        [&](Statement& s) { s.bind(1, cutoff); }, [](const Statement& r) { return r.text(0); });
 }
 
 namespace {
@@ -135,74 +127,41 @@ StudySummary read_study(const Statement& s) {
 }  // namespace
 
 core::Result<std::vector<StudySummary>> InstanceIndex::list_studies() {
-    std::vector<StudySummary> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(std::string(kStudySelect) + "ORDER BY s.first_received_at");
-        return s.for_each([&](const Statement&) {
-            out.push_back(read_study(s));
-        });
-    });
-    if (!st) return st.error();
-    return out;
+    return m_db.select<StudySummary>(std::string(kStudySelect) + "ORDER BY s.first_received_at",
+                                     [](Statement&) {}, read_study);
 }
 
 core::Result<StudySummary> InstanceIndex::get_study(const std::string& study_uid) {
-    std::optional<StudySummary> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(std::string(kStudySelect) + "WHERE s.study_uid=?");
-        s.bind(1, study_uid);
-        auto row = s.step();
-        if (!row) return row.error();
-        if (row.value()) out = read_study(s);
-        return {};
-    });
-    if (!st) return st.error();
-    if (!out) return core::make_error(core::ErrorKind::NotFound, "no study " + study_uid);
-    return *out;
+    auto rows = m_db.select<StudySummary>(std::string(kStudySelect) + "WHERE s.study_uid=?",
+                                          [&](Statement& s) { s.bind(1, study_uid); }, read_study);
+    if (!rows) return rows.error();
+    if (rows->empty()) return core::make_error(core::ErrorKind::NotFound, "no study " + study_uid);
+    return rows->front();
 }
 
 core::Result<std::vector<SeriesSummary>> InstanceIndex::list_series(const std::string& study_uid) {
-    std::vector<SeriesSummary> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(
-            "SELECT x.series_uid,x.modality,x.body_part,x.series_description,x.series_number,"
-            "(SELECT COUNT(*) FROM instances i WHERE i.series_uid=x.series_uid) FROM series x "
-            "WHERE x.study_uid=? ORDER BY CAST(x.series_number AS INTEGER), x.series_uid");
-        s.bind(1, study_uid);
-        return s.for_each([&](const Statement&) {
-            out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.text(4),
-                           static_cast<int>(s.integer(5))});
+    return m_db.select<SeriesSummary>(
+        "SELECT x.series_uid,x.modality,x.body_part,x.series_description,x.series_number,"
+        "(SELECT COUNT(*) FROM instances i WHERE i.series_uid=x.series_uid) FROM series x "
+        "WHERE x.study_uid=? ORDER BY CAST(x.series_number AS INTEGER), x.series_uid",
+        [&](Statement& s) { s.bind(1, study_uid); },
+        [](const Statement& r) {
+            return SeriesSummary{r.text(0), r.text(1), r.text(2), r.text(3), r.text(4),
+                                 static_cast<int>(r.integer(5))};
         });
-    });
-    if (!st) return st.error();
-    return out;
 }
 
 core::Result<std::vector<std::string>> InstanceIndex::instance_paths(const std::string& study_uid) {
-    std::vector<std::string> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(
-            "SELECT file_path FROM instances WHERE study_uid=? ORDER BY series_uid, "
-            "CAST(instance_number AS INTEGER), sop_instance_uid");
-        s.bind(1, study_uid);
-        return s.for_each([&](const Statement&) {
-            out.push_back(s.text(0));
-        });
-    });
-    if (!st) return st.error();
-    return out;
+    return m_db.select<std::string>(
+        "SELECT file_path FROM instances WHERE study_uid=? ORDER BY series_uid, "
+        "CAST(instance_number AS INTEGER), sop_instance_uid",
+        [&](Statement& s) { s.bind(1, study_uid); }, [](const Statement& r) { return r.text(0); });
 }
 
 core::Result<std::vector<std::pair<std::string, std::string>>> InstanceIndex::all_instance_paths() {
-    std::vector<std::pair<std::string, std::string>> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare("SELECT sop_instance_uid, file_path FROM instances");
-        return s.for_each([&](const Statement&) {
-            out.emplace_back(s.text(0), s.text(1));
-        });
-    });
-    if (!st) return st.error();
-    return out;
+    return m_db.select<std::pair<std::string, std::string>>(
+        "SELECT sop_instance_uid, file_path FROM instances", [](Statement&) {},
+        [](const Statement& r) { return std::make_pair(r.text(0), r.text(1)); });
 }
 
 }  // namespace triage::storage

@@ -27,6 +27,12 @@ JobRecord read_job(const Statement& s) {
 }
 }  // namespace
 
+core::Result<bool> JobQueue::study_exists(const std::string& study_uid) {
+    Statement& e = m_db.prepare("SELECT 1 FROM studies WHERE study_uid=?");
+    e.bind(1, study_uid);
+    return e.step();
+}
+
 Status JobQueue::audit_job(const JobRecord& job, const std::string& event, const std::string& now,
                            const std::string& reason) {
     AuditEvent e;
@@ -77,9 +83,7 @@ core::Result<std::optional<JobRecord>> JobQueue::complete_study(
         auto changed = u.run();
         if (!changed) return changed.error();
         if (changed.value() == 0) {
-            Statement& e = m_db.prepare("SELECT 1 FROM studies WHERE study_uid=?");
-            e.bind(1, study_uid);
-            auto exists = e.step();
+            auto exists = study_exists(study_uid);
             if (!exists) return exists.error();
             found = exists.value();
             return {};
@@ -106,9 +110,7 @@ core::Result<std::optional<JobRecord>> JobQueue::reprocess(const std::string& st
     std::string now = core::format_iso8601(m_clock.now());
     bool found = false;
     auto st = m_db.transact([&]() -> Status {
-        Statement& e = m_db.prepare("SELECT 1 FROM studies WHERE study_uid=?");
-        e.bind(1, study_uid);
-        auto exists = e.step();
+        auto exists = study_exists(study_uid);
         if (!exists) return exists.error();
         found = exists.value();
         if (!found) return {};
@@ -184,25 +186,16 @@ core::Result<int> JobQueue::reset_running() {
 }
 
 core::Result<std::vector<JobRecord>> JobQueue::jobs_for_study(const std::string& study_uid) {
-    std::vector<JobRecord> out;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare(std::string("SELECT ") + kJobColumns +
-                                    " FROM jobs WHERE study_uid=? ORDER BY version");
-        s.bind(1, study_uid);
-        return s.for_each([&](const Statement& row) { out.push_back(read_job(row)); });
-    });
-    if (!st) return st.error();
-    return out;
+    return m_db.select<JobRecord>(std::string("SELECT ") + kJobColumns +
+                                      " FROM jobs WHERE study_uid=? ORDER BY version",
+                                  [&](Statement& s) { s.bind(1, study_uid); }, read_job);
 }
 
 core::Result<int> JobQueue::queued_count() {
-    int n = 0;
-    auto st = m_db.read([&]() -> Status {
-        Statement& s = m_db.prepare("SELECT COUNT(*) FROM jobs WHERE state='queued'");
-        return s.for_each([&](const Statement& row) { n = static_cast<int>(row.integer(0)); });
-    });
-    if (!st) return st.error();
-    return n;
+    auto n = m_db.select<int>("SELECT COUNT(*) FROM jobs WHERE state='queued'", [](Statement&) {},
+                              [](const Statement& r) { return static_cast<int>(r.integer(0)); });
+    if (!n) return n.error();
+    return n->front();
 }
 
 }  // namespace triage::storage

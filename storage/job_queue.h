@@ -43,6 +43,7 @@ private:
     core::Result<std::optional<JobRecord>> enqueue_in_tx(const std::string& study_uid,
                                                          const std::string& now,
                                                          const std::string& reason);
+    core::Result<bool> study_exists(const std::string& study_uid);  // inside a transaction
     core::Status audit_job(const JobRecord& job, const std::string& event, const std::string& now,
                            const std::string& reason = "");
 
