@@ -1,0 +1,66 @@
+"""Shared pieces of the mini model's tooling: vocabulary, prompts, preprocessing (the same rules
+the C++ pipeline applies; see docs/model-bundle.md)."""
+import numpy as np
+
+INPUT_SIZE = 256
+LABELS = ["liver tumor", "kidney tumor", "pancreas tumor", "lung nodule", "lung tumor", "brain tumor"]
+SNOMED = {  # finding type, anatomic region (PHANTOMS.md)
+    "liver tumor": ("108369006", "Neoplasm", "10200004", "Liver"),
+    "kidney tumor": ("108369006", "Neoplasm", "64033007", "Kidney"),
+    "pancreas tumor": ("108369006", "Neoplasm", "15776009", "Pancreas"),
+    "lung nodule": ("27925004", "Nodule", "39607008", "Lung"),
+    "lung tumor": ("108369006", "Neoplasm", "39607008", "Lung"),
+    "brain tumor": ("108369006", "Neoplasm", "12738006", "Brain"),
+}
+PROMPTS = {
+    "recognition": [
+        "Can you identify any abnormality within this {modality} image ? Please respond with segmentation masks .",
+        "Can we observe any signs of abnormality ? Please respond with interleaved segmentation masks for the corresponding parts .",
+    ],
+    "referring": ["Please segment {label} in this {modality} image ."],
+}
+SPECIAL = ["<pad>", "<bos>", "<eos>", "<image>", "[SEG]"]
+ANSWER_WORDS = ["It", "is", ".", ",", "No", "findings", "liver", "kidney", "pancreas", "lung", "brain",
+                "tumor", "nodule"]
+
+
+def build_vocab():
+    words = list(SPECIAL) + list(ANSWER_WORDS)
+    for templates in PROMPTS.values():
+        for t in templates:
+            for w in t.replace("{modality}", "CT MR").replace("{label}", "").split():
+                if w not in words:
+                    words.append(w)
+    return words
+
+
+VOCAB = build_vocab()
+TOK = {w: i for i, w in enumerate(VOCAB)}
+
+
+def encode(text):
+    return [TOK[w] for w in text.split()]
+
+
+def answer_text(labels):
+    """Per-slice answer: one [SEG] per lesion class present, in vocabulary order."""
+    present = [l for l in LABELS if l in labels]
+    if not present:
+        return "No findings"
+    return "It is " + " , ".join(f"[SEG] . {l}" for l in present)
+
+
+def window_for(body_part):
+    return (-1000.0, 500.0) if body_part.upper() in ("CHEST", "LUNG", "THORAX") else (-175.0, 250.0)
+
+
+def preprocess_volume(volume, modality, body_part):
+    """volume: float32 (z, y, x) in HU (CT) or raw units (MR) -> float32 in [0, 1] (CT) / z-scored (MR)."""
+    v = volume.astype(np.float32)
+    if modality == "CT":
+        lo, hi = window_for(body_part)
+        return np.clip((v - lo) / (hi - lo), 0.0, 1.0)
+    mask = v > 0
+    mean = v[mask].mean() if mask.any() else v.mean()
+    std = v[mask].std() if mask.any() else v.std()
+    return (v - mean) / max(std, 1e-6)

@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Exports a trained checkpoint as a model bundle (docs/model-bundle.md): model.json, tokenizer.json
+and one TorchScript file per part of the inference path.
+
+usage: export.py CKPT OUT_DIR [--version 0.1.0] [--untrained]
+"""
+import argparse
+import hashlib
+import json
+import pathlib
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import mini  # noqa: E402
+from common import INPUT_SIZE, LABELS, PROMPTS, SNOMED, SPECIAL, VOCAB  # noqa: E402
+
+PARTS = {
+    "vision_encoder": {"inputs": {"image": [-1, 1, INPUT_SIZE, INPUT_SIZE]},
+                       "outputs": {"visual_tokens": [-1, 64, mini.D], "lesion_map": [-1, len(LABELS), 16, 16]}},
+    "language_model": {"inputs": {"embeddings": [-1, -1, mini.D], "start": [], "past_k": [mini.LAYERS, -1, mini.HEADS, -1, mini.D // mini.HEADS],
+                                  "past_v": [mini.LAYERS, -1, mini.HEADS, -1, mini.D // mini.HEADS]},
+                       "outputs": {"logits": [-1, -1, len(VOCAB)], "hidden": [-1, -1, mini.D], "k": [], "v": []},
+                       "methods": {"embed": {"inputs": {"ids": [-1, -1]}, "outputs": {"embeddings": [-1, -1, mini.D]}}}},
+    "seg_projection": {"inputs": {"hidden": [-1, mini.D]}, "outputs": {"prompt": [-1, mini.E + 1]}},
+    "grounding_encoder": {"inputs": {"image": [-1, 1, INPUT_SIZE, INPUT_SIZE]},
+                          "outputs": {"pixel_embeddings": [-1, mini.E, INPUT_SIZE // 2, INPUT_SIZE // 2]}},
+    "mask_decoder": {"inputs": {"pixel_embeddings": [-1, mini.E, INPUT_SIZE // 2, INPUT_SIZE // 2], "prompt": [-1, mini.E + 1]},
+                     "outputs": {"mask_logits": [-1, 1, INPUT_SIZE // 2, INPUT_SIZE // 2]}},
+}
+
+
+def manifest(version, trained_steps):
+    labels = []
+    for text in LABELS:
+        type_code, type_meaning, region_code, region_meaning = SNOMED[text]
+        labels.append({"text": text,
+                       "category": {"scheme": "SCT", "code": "49755003", "meaning": "Morphologically abnormal structure"},
+                       "type": {"scheme": "SCT", "code": type_code, "meaning": type_meaning},
+                       "region": {"scheme": "SCT", "code": region_code, "meaning": region_meaning}})
+    return {
+        "name": "unibiomed-mini",
+        "version": version,
+        "format": 1,
+        "demonstration_only": True,
+        "description": "Demonstration model trained on synthetic phantoms (PHANTOMS.md); not clinically valid.",
+        "architecture": "unibiomed-sa2va-mini",
+        "trained_steps": trained_steps,
+        "input_size": INPUT_SIZE,
+        "mask_size": INPUT_SIZE // 2,
+        "visual_tokens": 64,
+        "hidden_size": mini.D,
+        "layers": mini.LAYERS,
+        "heads": mini.HEADS,
+        "max_positions": mini.MAX_POS,
+        "max_new_tokens": 24,
+        "preprocessing": {
+            "CT": {"windows": {"CHEST": [-1000, 500], "ABDOMEN": [-175, 250]}, "default_window": "ABDOMEN",
+                   "chest_keywords": ["CHEST", "LUNG", "THORAX", "THORACIC"]},
+            "MR": {"normalization": "zscore", "foreground": "> 0"},
+        },
+        "tokenizer": "tokenizer.json",
+        "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "image": "<image>", "seg": "[SEG]"},
+        "prompts": PROMPTS,
+        "labels": labels,
+        "thresholds": {"mask": 0.5, "min_slices": 2, "lung_tumor_min_diameter_mm": 30.0},
+        "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("out")
+    ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--untrained", action="store_true", help="export random weights (tiny test bundle)")
+    a = ap.parse_args()
+    torch.manual_seed(42)
+    model = mini.MiniUniBiomed(len(VOCAB))
+    steps = 0
+    if not a.untrained:
+        ck = torch.load(a.ckpt, map_location="cpu")
+        model.load_state_dict(ck["model"])
+        steps = ck.get("step", 0)
+    model.eval()
+    out = pathlib.Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in model.parts().items():
+        torch.jit.script(part).save(str(out / f"{name}.pt"))
+    (out / "tokenizer.json").write_text(json.dumps({"type": "word", "vocab": VOCAB, "special": SPECIAL}, indent=1) + "\n")
+    m = manifest(a.version, steps)
+    if a.untrained:
+        m["name"], m["description"] = "unibiomed-mini-untrained", "Random weights: shape/contract tests only."
+    for spec in m["modules"].values():
+        spec["sha256"] = hashlib.sha256((out / spec["file"]).read_bytes()).hexdigest()
+    (out / "model.json").write_text(json.dumps(m, indent=1) + "\n")
+    print(f"bundle written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/python3
+"""Generates the mini model's training/validation slices from phantom studies.
+
+usage: make_dataset.py OUT.npz --studies N --seed S [--workers 2]
+Each study: a random region, 0-2 lesions; every slice with a lesion plus a sample of clean slices,
+preprocessed and resized to INPUT_SIZE, with per-class masks at INPUT_SIZE.
+"""
+import argparse
+import multiprocessing
+import pathlib
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "phantoms"))
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from common import INPUT_SIZE, LABELS, preprocess_volume  # noqa: E402
+from phantom import make_phantom  # noqa: E402
+
+
+def one_study(seed):
+    rng = np.random.default_rng(seed)
+    region = ["CHEST", "ABDOMEN", "HEAD"][seed % 3]
+    n_les = int(rng.choice([0, 1, 1, 2, 2]))
+    nz = int(rng.integers(30, 70)) if region != "HEAD" else int(rng.integers(30, 60))
+    ph = make_phantom(seed, region, n_lesions=n_les, slices=nz)
+    hu = ph.volume.astype(np.float32) - (1024 if ph.modality == "CT" else 0)
+    img = preprocess_volume(hu, ph.modality, region)
+    masks = np.zeros((len(LABELS),) + ph.volume.shape, bool)
+    for les in ph.lesions:
+        masks[LABELS.index(les.label)] |= les.mask
+    pos = np.where(masks.any(axis=(0, 2, 3)))[0]
+    neg = np.setdiff1d(np.arange(nz), pos)
+    neg = rng.choice(neg, size=min(len(neg), max(6, len(pos) // 2)), replace=False) if len(neg) else neg
+    idx = np.sort(np.concatenate([pos, neg]))
+    t = torch.from_numpy(img[idx])[:, None]
+    t = F.interpolate(t, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    m = torch.from_numpy(masks[:, idx].transpose(1, 0, 2, 3).astype(np.float32))
+    m = F.interpolate(m, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False) > 0.5
+    return t[:, 0].numpy().astype(np.float16), m.numpy(), np.full(len(idx), 0 if ph.modality == "CT" else 1, np.uint8)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--studies", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    seeds = [a.seed * 100000 + i for i in range(a.studies)]
+    with multiprocessing.Pool(a.workers) as pool:
+        parts = pool.map(one_study, seeds, chunksize=1)
+    imgs = np.concatenate([p[0] for p in parts])
+    masks = np.concatenate([p[1] for p in parts])
+    mods = np.concatenate([p[2] for p in parts])
+    np.savez(a.out, images=imgs, masks=masks, modality=mods)
+    print(f"{a.out}: {len(imgs)} slices, {int(masks.any(axis=(1, 2, 3)).sum())} with lesions")
+
+
+if __name__ == "__main__":
+    main()
