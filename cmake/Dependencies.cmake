@@ -7,3 +7,4 @@ find_package(tomlplusplus REQUIRED)
 find_package(DCMTK REQUIRED CONFIG)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)
+find_package(Torch REQUIRED)  # linked only by pipeline/ and bench/infer

@@ -3,7 +3,7 @@
 L = L_text (cross-entropy) + 2 * BCE + 0.5 * Dice on each [SEG] mask, plus an auxiliary dense
 lesion-map loss (MODEL-NOTES lesson 1: without it the language model ignores the image).
 
-usage: train.py --data train.npz --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
+usage: train.py --data train.npz [more.npz ...] --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
 Time-budgeted: the learning rate follows warm-up + cosine over the wall-clock budget.
 """
 import argparse
@@ -109,7 +109,7 @@ def step_loss(model, img, masks, ids, classes, plen):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", required=True, nargs="+", help="one or more make_dataset.py outputs")
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--batch", type=int, default=16)
@@ -120,8 +120,8 @@ def main():
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
-    z = np.load(a.data)
-    data = {"images": z["images"], "masks": z["masks"], "modality": z["modality"]}
+    parts = [np.load(d) for d in a.data]
+    data = {k: np.concatenate([z[k] for z in parts]) for k in ("images", "masks", "modality")}
     has = data["masks"].any(axis=(1, 2, 3))
     data["pos"], data["neg"] = np.where(has)[0], np.where(~has)[0]
     print(f"{len(has)} slices, {has.sum()} with lesions; vocab {len(VOCAB)}", flush=True)

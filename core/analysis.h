@@ -1,0 +1,32 @@
+#pragma once
+// What the analysis pipeline produces for a series and a study (plain data).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace triage::core {
+
+struct Finding {
+    std::string label;        // model vocabulary text, e.g. "liver tumor"
+    std::string series_uid;
+    int segment = 0;          // 1-based number in the series' segment map (SEG segment number)
+    double volume_ml = 0, diameter_mm = 0, confidence = 0, mean_value = 0;  // mean HU for CT
+    int first_slice = 0, last_slice = 0, key_slice = 0;  // indices into the sorted volume
+    std::string side;         // "right" | "left" | "" (patient side)
+    std::string description;  // one sentence, measurements from the mask
+};
+
+struct SeriesAnalysis {
+    std::string series_uid;
+    std::vector<Finding> findings;
+    std::vector<std::uint8_t> segments;  // slices*rows*columns; 0 = none, k = findings[k-1]
+    std::vector<std::string> slice_texts;  // the generated answer per slice, verbatim
+    double seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
+};
+
+struct StudyReport {
+    std::string findings;    // one paragraph per finding, or "No findings in the examined <region>."
+    std::string impression;
+};
+
+}  // namespace triage::core

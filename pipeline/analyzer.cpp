@@ -1,0 +1,276 @@
+#include "pipeline/analyzer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <map>
+
+namespace triage::pipeline {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), ::toupper);
+    return s;
+}
+
+/// Per-label probability volumes (0..255), filled slice by slice from the mask logits.
+struct LabelVolumes {
+    std::map<std::string, std::vector<std::uint8_t>> prob;
+};
+
+void paste_mask(const std::vector<float>& logits, int mask_size, const core::Volume& v, int z, std::vector<std::uint8_t>& dst) {
+    torch::Tensor t = torch::from_blob(const_cast<float*>(logits.data()), {1, 1, mask_size, mask_size}, torch::kFloat32);
+    torch::Tensor up = torch::sigmoid(torch::nn::functional::interpolate(
+        t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{v.rows, v.columns})
+               .mode(torch::kBilinear).align_corners(false)));
+    torch::Tensor q = (up * 255.0f).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+    const std::uint8_t* p = q.data_ptr<std::uint8_t>();
+    std::uint8_t* out = dst.data() + static_cast<size_t>(z) * v.rows * v.columns;
+    for (size_t i = 0, n = static_cast<size_t>(v.rows) * v.columns; i < n; ++i) out[i] = std::max(out[i], p[i]);
+}
+
+struct Component {
+    std::vector<size_t> voxels;
+    std::string group;
+};
+
+/// 26-connected components of voxels above threshold, visiting only set voxels.
+std::vector<Component> components(const std::vector<std::uint8_t>& prob, const core::Volume& v, std::uint8_t threshold) {
+    std::vector<std::uint8_t> seen(prob.size(), 0);
+    std::vector<Component> out;
+    const long nx = v.columns, ny = v.rows, nz = v.slices;
+    for (size_t start = 0; start < prob.size(); ++start) {
+        if (prob[start] <= threshold || seen[start]) continue;
+        Component c;
+        std::vector<size_t> stack{start};
+        seen[start] = 1;
+        while (!stack.empty()) {
+            size_t i = stack.back();
+            stack.pop_back();
+            c.voxels.push_back(i);
+            long z = static_cast<long>(i) / (nx * ny), y = (static_cast<long>(i) / nx) % ny, x = static_cast<long>(i) % nx;
+            for (long dz = -1; dz <= 1; ++dz)
+                for (long dy = -1; dy <= 1; ++dy)
+                    for (long dx = -1; dx <= 1; ++dx) {
+                        long zz = z + dz, yy = y + dy, xx = x + dx;
+                        if (zz < 0 || yy < 0 || xx < 0 || zz >= nz || yy >= ny || xx >= nx) continue;
+                        size_t j = static_cast<size_t>((zz * ny + yy) * nx + xx);
+                        if (prob[j] > threshold && !seen[j]) {
+                            seen[j] = 1;
+                            stack.push_back(j);
+                        }
+                    }
+        }
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+core::Vec3 patient_point(const core::Volume& v, double z, double y, double x) {
+    const auto& s = v.sources[static_cast<size_t>(std::clamp(static_cast<int>(std::lround(z)), 0, v.slices - 1))].position;
+    core::Vec3 p;
+    for (int k = 0; k < 3; ++k)
+        p[static_cast<size_t>(k)] = s[static_cast<size_t>(k)] + x * v.column_spacing * v.row_direction[static_cast<size_t>(k)] +
+                                    y * v.row_spacing * v.column_direction[static_cast<size_t>(k)];
+    return p;
+}
+
+/// Measures one lesion: volume, longest in-plane diameter (Feret over 36 directions), slice range,
+/// key slice (largest area), mean value, confidence and patient side.
+core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob) {
+    core::Finding f;
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::map<int, std::vector<size_t>> by_slice;
+    double sum = 0, conf = 0, cx = 0, cy = 0, cz = 0;
+    for (size_t i : c.voxels) {
+        by_slice[static_cast<int>(i / plane)].push_back(i % plane);
+        sum += v.voxels[i];
+        conf += prob[i] / 255.0;
+        cz += static_cast<double>(i / plane);
+        cy += static_cast<double>((i % plane) / static_cast<size_t>(v.columns));
+        cx += static_cast<double>(i % static_cast<size_t>(v.columns));
+    }
+    const double n = static_cast<double>(c.voxels.size());
+    f.volume_ml = n * v.column_spacing * v.row_spacing * v.slice_spacing / 1000.0;
+    f.mean_value = sum / n;
+    f.confidence = conf / n;
+    f.first_slice = by_slice.begin()->first;
+    f.last_slice = by_slice.rbegin()->first;
+    size_t best_area = 0;
+    for (const auto& [z, pixels] : by_slice) {
+        if (pixels.size() > best_area) best_area = pixels.size(), f.key_slice = z;
+        for (int a = 0; a < 36; ++a) {
+            double th = a * M_PI / 36, ux = std::cos(th) * v.column_spacing, uy = std::sin(th) * v.row_spacing;
+            double lo = 1e18, hi = -1e18;
+            for (size_t p : pixels) {
+                double proj = static_cast<double>(p % static_cast<size_t>(v.columns)) * ux +
+                              static_cast<double>(p / static_cast<size_t>(v.columns)) * uy;
+                lo = std::min(lo, proj), hi = std::max(hi, proj);
+            }
+            double pixel = std::hypot(std::cos(th) * v.column_spacing, std::sin(th) * v.row_spacing);
+            f.diameter_mm = std::max(f.diameter_mm, hi - lo + pixel);
+        }
+    }
+    core::Vec3 centre = patient_point(v, cz / n, cy / n, cx / n);
+    core::Vec3 middle = patient_point(v, cz / n, v.rows / 2.0, v.columns / 2.0);
+    f.side = centre[0] > middle[0] ? "left" : "right";  // DICOM patient x grows to the patient's left
+    return f;
+}
+
+std::string site_of(const std::string& label, const core::Finding& f) {
+    if (label.rfind("kidney", 0) == 0) return f.side + " kidney";
+    if (label.rfind("lung", 0) == 0) return f.side + " lung";
+    if (label.rfind("brain", 0) == 0) return f.side + " cerebral hemisphere";
+    if (label.rfind("liver", 0) == 0) return std::string(f.side == "right" ? "right" : "left") + " hepatic lobe";
+    if (label.rfind("pancreas", 0) == 0) return f.side == "right" ? "pancreatic head" : "pancreatic body/tail";
+    return "";
+}
+
+/// Density or signal relative to the tissue around the lesion (a 3-pixel ring on the key slice).
+std::string contrast_word(const core::Volume& v, const core::Finding& f, const std::vector<std::uint8_t>& segments, bool ct) {
+    const int z = f.key_slice;
+    double ring = 0;
+    int count = 0;
+    for (int y = 0; y < v.rows; ++y)
+        for (int x = 0; x < v.columns; ++x) {
+            size_t i = (static_cast<size_t>(z) * v.rows + y) * v.columns + x;
+            if (segments[i] == f.segment) continue;
+            bool near = false;
+            for (int dy = -3; dy <= 3 && !near; ++dy)
+                for (int dx = -3; dx <= 3 && !near; ++dx) {
+                    int yy = y + dy, xx = x + dx;
+                    if (yy >= 0 && xx >= 0 && yy < v.rows && xx < v.columns)
+                        near = segments[(static_cast<size_t>(z) * v.rows + yy) * v.columns + xx] == f.segment;
+                }
+            if (near) ring += v.at(z, y, x), ++count;
+        }
+    if (count == 0) return ct ? "isodense" : "isointense";
+    double delta = f.mean_value - ring / count;
+    double step = ct ? 10.0 : 0.15 * std::abs(ring / count);
+    if (delta > step) return ct ? (delta > 60 ? "enhancing" : "hyperdense") : "hyperintense";
+    if (delta < -step) return ct ? "hypodense" : "hypointense";
+    return ct ? "isodense" : "isointense";
+}
+
+}  // namespace
+
+std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v) {
+    std::string text = upper(v.body_part + " " + v.series_description);
+    for (const auto& k : m.chest_keywords)
+        if (text.find(upper(k)) != std::string::npos && m.ct_windows.count("CHEST")) return m.ct_windows.at("CHEST");
+    return m.ct_windows.at(m.default_window);
+}
+
+std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::vector<float> native(v.voxels.begin() + static_cast<long>(z0 * plane), v.voxels.begin() + static_cast<long>(z1 * plane));
+    if (v.modality == "CT") {
+        auto [lo, hi] = ct_window(m, v);
+        for (float& x : native) x = static_cast<float>(std::clamp((x - lo) / (hi - lo), 0.0, 1.0));
+    } else {  // MR: z-score over the foreground of the whole volume
+        double s = 0, ss = 0, n = 0;
+        for (float x : v.voxels)
+            if (x > 0) s += x, ss += double(x) * x, n += 1;
+        double mean = n ? s / n : 0, sd = n ? std::sqrt(std::max(ss / n - mean * mean, 1e-12)) : 1;
+        for (float& x : native) x = static_cast<float>((x - mean) / std::max(sd, 1e-6));
+    }
+    torch::Tensor t = torch::from_blob(native.data(), {z1 - z0, 1, v.rows, v.columns}, torch::kFloat32);
+    torch::Tensor r = torch::nn::functional::interpolate(
+        t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{m.input_size, m.input_size})
+               .mode(torch::kBilinear).align_corners(false)).contiguous();
+    return std::vector<float>(r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
+}
+
+core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) const {
+    const Manifest& m = m_model.manifest();
+    core::SeriesAnalysis out;
+    out.series_uid = v.series_uid;
+    std::string prompt = m.prompts.at("recognition").front();
+    if (auto p = prompt.find("{modality}"); p != std::string::npos) prompt.replace(p, 10, v.modality);
+    LabelVolumes labels;
+    const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
+    StageSeconds stages;
+    for (int z0 = 0; z0 < v.slices; z0 += m_batch) {
+        int z1 = std::min(v.slices, z0 + m_batch);
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<float> images = preprocess(m, v, z0, z1);
+        out.seconds_preprocess += seconds_since(t0);
+        auto answers = m_model.run(images, z1 - z0, prompt, &stages);
+        if (!answers) return answers.error();
+        auto t1 = std::chrono::steady_clock::now();
+        for (int b = 0; b < z1 - z0; ++b) {
+            const SliceAnswer& a = answers.value()[static_cast<size_t>(b)];
+            out.slice_texts.push_back(a.text);
+            for (const auto& [label, logits] : a.masks) {
+                // Lung nodule and lung tumor differ by 3D size, decided after assembly.
+                std::string group = label.rfind("lung", 0) == 0 ? "lung" : label;
+                auto& vol = labels.prob[group];
+                if (vol.empty()) vol.assign(total, 0);
+                paste_mask(logits, m.mask_size, v, z0 + b, vol);
+            }
+        }
+        stages.mask += seconds_since(t1);
+    }
+    out.seconds_vision = stages.vision;
+    out.seconds_decode = stages.decode;
+    out.seconds_mask = stages.mask;
+    out.segments.assign(total, 0);
+    const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
+    for (const auto& [group, prob] : labels.prob) {
+        for (auto& c : components(prob, v, threshold)) {
+            core::Finding f = measure(c, v, prob);
+            if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
+            f.label = group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule") : group;
+            f.series_uid = v.series_uid;
+            f.segment = static_cast<int>(out.findings.size()) + 1;
+            for (size_t i : c.voxels) out.segments[i] = static_cast<std::uint8_t>(f.segment);
+            out.findings.push_back(f);
+        }
+    }
+    std::stable_sort(out.findings.begin(), out.findings.end(),
+                     [](const core::Finding& a, const core::Finding& b) { return a.volume_ml > b.volume_ml; });
+    for (auto& f : out.findings) {
+        std::string site = site_of(f.label, f);
+        std::string word = contrast_word(v, f, out.segments, v.modality == "CT");
+        std::string label = f.label;
+        label[0] = static_cast<char>(::toupper(label[0]));
+        f.description = fmt::format("{}{}: {} lesion measuring {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label,
+                                    site.empty() ? "" : " in the " + site, word, f.diameter_mm, f.volume_ml,
+                                    f.first_slice + 1, f.last_slice + 1);
+    }
+    return out;
+}
+
+core::StudyReport compose_report(const std::vector<core::SeriesAnalysis>& series, const std::string& region,
+                                 const Manifest& manifest) {
+    core::StudyReport r;
+    std::vector<const core::Finding*> all;
+    for (const auto& s : series)
+        for (const auto& f : s.findings) all.push_back(&f);
+    std::string where = region.empty() ? "examined region" : region;
+    std::transform(where.begin(), where.end(), where.begin(), ::tolower);
+    if (all.empty()) {
+        r.findings = "No findings in the examined " + where + ".";
+        r.impression = "No findings.";
+    } else {
+        for (const auto* f : all) r.findings += (r.findings.empty() ? "" : "\n") + f->description;
+        r.impression = fmt::format("{} lesion{}: ", all.size(), all.size() > 1 ? "s" : "");
+        for (size_t i = 0; i < all.size(); ++i)
+            r.impression += fmt::format("{}{} {:.0f} mm", i ? "; " : "", all[i]->label, all[i]->diameter_mm);
+        r.impression += ".";
+    }
+    if (manifest.demonstration_only)
+        r.impression += " Automated result of the demonstration model " + manifest.name + " " + manifest.version +
+                        " (synthetic training data); not for clinical use.";
+    return r;
+}
+
+}  // namespace triage::pipeline

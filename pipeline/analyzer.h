@@ -1,0 +1,38 @@
+#pragma once
+// Study pipeline on one volume: preprocessing as the manifest says, grounded recognition on every
+// slice (batched), masks back on the native grid, 3D lesions (connected components), measurements,
+// per-lesion descriptions; and the study report composed from the findings. Stateless apart from
+// the shared, immutable Model: thread-safe.
+#include <string>
+#include <vector>
+
+#include "core/analysis.h"
+#include "core/result.h"
+#include "core/volume.h"
+#include "pipeline/model.h"
+
+namespace triage::pipeline {
+
+/// Window [low, high] HU for a CT volume: the manifest's chest window when BodyPartExamined or the
+/// series description names the chest (manifest chest_keywords), else the default window.
+std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v);
+
+/// Slices [z0, z1) preprocessed and resized to input_size (count x S x S floats).
+std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1);
+
+class Analyzer {
+public:
+    Analyzer(const Model& model, int batch_size) : m_model(model), m_batch(batch_size < 1 ? 1 : batch_size) {}
+    core::Result<core::SeriesAnalysis> analyze(const core::Volume& v) const;
+
+private:
+    const Model& m_model;
+    int m_batch;
+};
+
+/// The study report: one paragraph per finding and an impression; "No findings" for the examined
+/// region when there are none. States that a demonstration model produced it when it did.
+core::StudyReport compose_report(const std::vector<core::SeriesAnalysis>& series, const std::string& region,
+                                 const Manifest& manifest);
+
+}  // namespace triage::pipeline

@@ -1,0 +1,253 @@
+#include "pipeline/model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/log.h"
+#include "core/sha256.h"
+
+namespace triage::pipeline {
+
+using core::ErrorKind;
+using nlohmann::json;
+
+namespace {
+
+core::Error bad(const std::string& where, const std::string& what) {
+    return core::make_error(ErrorKind::InvalidInput, "model bundle: " + where + ": " + what);
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return in ? ss.str() : std::string();
+}
+
+const char* kParts[] = {"vision_encoder", "language_model", "seg_projection", "grounding_encoder", "mask_decoder"};
+
+}  // namespace
+
+core::Result<Manifest> parse_manifest(const std::string& json_text, const std::string& tokenizer_json) {
+    json j = json::parse(json_text, nullptr, false);
+    if (!j.is_object()) return bad("model.json", "not a JSON object");
+    Manifest m;
+    try {
+        m.name = j.at("name").get<std::string>();
+        m.version = j.at("version").get<std::string>();
+        m.description = j.value("description", "");
+        m.architecture = j.at("architecture").get<std::string>();
+        m.demonstration_only = j.value("demonstration_only", false);
+        for (auto [field, out] : {std::pair{"input_size", &m.input_size}, {"mask_size", &m.mask_size},
+                                  {"visual_tokens", &m.visual_tokens}, {"hidden_size", &m.hidden_size},
+                                  {"layers", &m.layers}, {"heads", &m.heads}, {"max_positions", &m.max_positions},
+                                  {"max_new_tokens", &m.max_new_tokens}}) {
+            *out = j.at(field).get<int>();
+            if (*out <= 0) return bad(std::string("model.json ") + field, "must be positive");
+        }
+        for (auto& [task, list] : j.at("prompts").items()) m.prompts[task] = list.get<std::vector<std::string>>();
+        if (!m.prompts.count("recognition")) return bad("model.json prompts", "no \"recognition\" prompt");
+        for (const auto& l : j.at("labels")) {
+            m.labels.push_back({l.at("text"), l.at("category").at("code"), l.at("category").at("meaning"),
+                                l.at("type").at("code"), l.at("type").at("meaning"), l.at("region").at("code"),
+                                l.at("region").at("meaning")});
+        }
+        const json& ct = j.at("preprocessing").at("CT");
+        for (auto& [region, w] : ct.at("windows").items()) m.ct_windows[region] = {w.at(0), w.at(1)};
+        m.default_window = ct.at("default_window").get<std::string>();
+        m.chest_keywords = ct.at("chest_keywords").get<std::vector<std::string>>();
+        if (!m.ct_windows.count(m.default_window)) return bad("model.json preprocessing.CT.default_window", "unknown window");
+        const json& th = j.at("thresholds");
+        m.mask_threshold = th.value("mask", 0.5);
+        m.min_slices = th.value("min_slices", 2);
+        m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
+        json tok = json::parse(tokenizer_json, nullptr, false);
+        if (!tok.is_object()) return bad(j.at("tokenizer").get<std::string>(), "not a JSON object");
+        m.vocab = tok.at("vocab").get<std::vector<std::string>>();
+    } catch (const json::exception& e) {
+        return bad("model.json", e.what());
+    }
+    for (size_t i = 0; i < m.vocab.size(); ++i) m.token_ids[m.vocab[i]] = static_cast<int>(i);
+    for (const char* t : {"<bos>", "<eos>", "[SEG]"})
+        if (!m.token_ids.count(t)) return bad("tokenizer", std::string("missing special token ") + t);
+    m.sha256 = core::sha256_hex(json_text);
+    return m;
+}
+
+struct Model::Impl {
+    Manifest manifest;
+    torch::Device device = torch::kCPU;
+    std::map<std::string, torch::jit::Module> parts;
+    std::vector<std::int64_t> encode(const std::string& text) const;
+};
+
+std::vector<std::int64_t> Model::Impl::encode(const std::string& text) const {
+    std::vector<std::int64_t> ids;
+    std::istringstream in(text);
+    for (std::string w; in >> w;) {
+        auto it = manifest.token_ids.find(w);
+        if (it != manifest.token_ids.end()) ids.push_back(it->second);
+    }
+    return ids;
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Model::~Model() = default;
+const Manifest& Model::manifest() const { return m_impl->manifest; }
+std::string Model::device_name() const { return m_impl->device.str(); }
+
+core::Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const std::string& device) {
+    std::string manifest_text = read_text(dir + "/model.json");
+    if (manifest_text.empty()) return bad(dir + "/model.json", "missing or unreadable");
+    json j = json::parse(manifest_text, nullptr, false);
+    std::string tokenizer = j.is_object() ? j.value("tokenizer", "tokenizer.json") : "tokenizer.json";
+    auto manifest = parse_manifest(manifest_text, read_text(dir + "/" + tokenizer));
+    if (!manifest) return manifest.error();
+    auto impl = std::make_unique<Impl>();
+    impl->manifest = std::move(manifest.value());
+    bool cuda = torch::cuda::is_available();
+    if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+        if (!cuda) return core::make_error(ErrorKind::Permanent, "model.device = " + device + " but LibTorch sees no GPU");
+        impl->device = torch::Device(device);
+    } else if (device == "auto" && cuda) {
+        impl->device = torch::Device(torch::kCUDA);
+    }
+    for (const char* part : kParts) {
+        if (!j.contains("modules") || !j["modules"].contains(part))
+            return bad("model.json modules", std::string("missing part \"") + part + "\"");
+        const json& spec = j["modules"][part];
+        std::string file = dir + "/" + spec.value("file", std::string(part) + ".pt");
+        auto digest = core::sha256_file(file);
+        if (!digest) return bad(file, "missing");
+        if (spec.contains("sha256") && spec["sha256"] != digest.value())
+            return bad(file, "sha256 differs from model.json (corrupt or replaced file)");
+        try {
+            impl->parts[part] = torch::jit::load(file, impl->device);
+            impl->parts[part].eval();
+        } catch (const c10::Error& e) {
+            return bad(file, std::string("not a loadable TorchScript module: ") + e.what_without_backtrace());
+        }
+    }
+    std::unique_ptr<Model> model(new Model(std::move(impl)));
+    // Warm-up doubles as the shape check of every part against the manifest.
+    const auto& m = model->manifest();
+    std::vector<float> blank(static_cast<size_t>(m.input_size) * m.input_size, 0.0f);
+    auto warm = model->run(blank, 1, m.prompts.at("recognition").front());
+    if (!warm) return bad(dir, "warm-up failed: " + warm.error().message);
+    TRIAGE_LOG_INFO("pipeline", "model {} {} loaded on {} ({} threads)", m.name, m.version, model->device_name(),
+                    at::get_num_threads());
+    return model;
+}
+
+core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& images, int count,
+                                                  const std::string& prompt_template, StageSeconds* seconds) const {
+    const Impl& I = *m_impl;
+    const Manifest& m = I.manifest;
+    const int s = m.input_size, heads = m.heads, dh = m.hidden_size / m.heads;
+    if (count <= 0 || images.size() != static_cast<size_t>(count) * s * s)
+        return core::make_error(ErrorKind::InvalidInput, "run(): image buffer does not match count x input_size^2");
+    try {
+        c10::InferenceMode guard;
+        auto& lm = const_cast<torch::jit::Module&>(I.parts.at("language_model"));
+        auto call = [&](const char* part, std::vector<torch::jit::IValue> in) {
+            return const_cast<torch::jit::Module&>(I.parts.at(part)).forward(std::move(in));
+        };
+        auto t0 = std::chrono::steady_clock::now();
+        torch::Tensor img = torch::from_blob(const_cast<float*>(images.data()), {count, 1, s, s}, torch::kFloat32)
+                                .to(I.device);
+        auto vis_out = call("vision_encoder", {img}).toTuple();
+        torch::Tensor vis = vis_out->elements()[0].toTensor();
+        torch::Tensor pix = call("grounding_encoder", {img}).toTensor();
+        if (vis.dim() != 3 || vis.size(1) != m.visual_tokens || vis.size(2) != m.hidden_size)
+            return core::make_error(ErrorKind::InvalidInput, "vision_encoder output shape differs from model.json");
+        if (pix.dim() != 4 || pix.size(2) != m.mask_size || pix.size(3) != m.mask_size)
+            return core::make_error(ErrorKind::InvalidInput, "grounding_encoder output shape differs from model.json");
+        if (seconds) seconds->vision += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+        auto t1 = std::chrono::steady_clock::now();
+        std::vector<std::int64_t> prefix = {m.token_ids.at("<bos>")};
+        for (auto id : I.encode(prompt_template)) prefix.push_back(id);
+        torch::Tensor ids = torch::tensor(prefix, torch::kLong).unsqueeze(0).repeat({count, 1}).to(I.device);
+        torch::Tensor x = torch::cat({vis, lm.run_method("embed", ids).toTensor()}, 1);
+        torch::Tensor empty = torch::zeros({m.layers, count, heads, 0, dh}, vis.options());
+        auto out = lm.forward({x, static_cast<std::int64_t>(0), empty, empty}).toTuple();
+        std::int64_t pos = x.size(1);
+        torch::Tensor logits = out->elements()[0].toTensor(), k = out->elements()[2].toTensor(),
+                      v = out->elements()[3].toTensor();
+        if (logits.size(2) != static_cast<std::int64_t>(m.vocab.size()))
+            return core::make_error(ErrorKind::InvalidInput, "language_model vocabulary size differs from the tokenizer");
+        torch::Tensor next = logits.select(1, -1).argmax(-1);
+        const std::int64_t eos = m.token_ids.at("<eos>"), seg = m.token_ids.at("[SEG]");
+        std::vector<std::vector<std::int64_t>> tokens(static_cast<size_t>(count));
+        std::vector<std::vector<torch::Tensor>> seg_hidden(static_cast<size_t>(count));
+        std::vector<bool> done(static_cast<size_t>(count), false);
+        for (int step = 0; step < m.max_new_tokens; ++step) {
+            auto next_cpu = next.to(torch::kCPU);
+            bool all_done = true;
+            for (int b = 0; b < count; ++b) {
+                if (!done[static_cast<size_t>(b)]) {
+                    std::int64_t t = next_cpu[b].item<std::int64_t>();
+                    tokens[static_cast<size_t>(b)].push_back(t);
+                    done[static_cast<size_t>(b)] = t == eos;
+                }
+                all_done = all_done && done[static_cast<size_t>(b)];
+            }
+            if (all_done || pos >= m.max_positions) break;
+            torch::Tensor e = lm.run_method("embed", next.unsqueeze(1)).toTensor();
+            auto o = lm.forward({e, pos, k, v}).toTuple();
+            ++pos;
+            torch::Tensor hidden = o->elements()[1].toTensor();
+            k = o->elements()[2].toTensor();
+            v = o->elements()[3].toTensor();
+            for (int b = 0; b < count; ++b)
+                if (!done[static_cast<size_t>(b)] && next_cpu[b].item<std::int64_t>() == seg)
+                    seg_hidden[static_cast<size_t>(b)].push_back(hidden[b][0]);
+            next = o->elements()[0].toTensor().select(1, -1).argmax(-1);
+        }
+        if (seconds) seconds->decode += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+
+        auto t2 = std::chrono::steady_clock::now();
+        std::vector<SliceAnswer> answers(static_cast<size_t>(count));
+        for (int b = 0; b < count; ++b) {
+            std::vector<std::string> words;
+            for (auto t : tokens[static_cast<size_t>(b)])
+                if (t != eos && t >= 0 && t < static_cast<std::int64_t>(m.vocab.size())) words.push_back(m.vocab[static_cast<size_t>(t)]);
+            SliceAnswer& a = answers[static_cast<size_t>(b)];
+            for (const auto& w : words) a.text += (a.text.empty() ? "" : " ") + w;
+            auto labels = parse_seg_labels(words);
+            for (size_t i = 0; i < labels.size() && i < seg_hidden[static_cast<size_t>(b)].size(); ++i) {
+                torch::Tensor prompt = call("seg_projection", {seg_hidden[static_cast<size_t>(b)][i].unsqueeze(0)}).toTensor();
+                torch::Tensor logit = call("mask_decoder", {pix.narrow(0, b, 1), prompt}).toTensor()
+                                          .reshape({m.mask_size * m.mask_size}).to(torch::kCPU).contiguous();
+                a.masks.emplace_back(labels[i], std::vector<float>(logit.data_ptr<float>(), logit.data_ptr<float>() + logit.numel()));
+            }
+        }
+        if (seconds) seconds->mask += std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
+        return answers;
+    } catch (const c10::Error& e) {
+        return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
+    }
+}
+
+std::vector<std::string> parse_seg_labels(const std::vector<std::string>& words) {
+    std::vector<std::string> labels;
+    for (size_t i = 0; i < words.size(); ++i) {
+        if (words[i] != "[SEG]") continue;
+        size_t j = i + 1;
+        if (j < words.size() && words[j] == ".") ++j;
+        std::string name;
+        for (; j < words.size() && words[j] != "," && words[j] != "[SEG]" && words[j] != "."; ++j)
+            name += (name.empty() ? "" : " ") + words[j];
+        labels.push_back(name);
+        i = j - 1;
+    }
+    return labels;
+}
+
+}  // namespace triage::pipeline

@@ -1,0 +1,72 @@
+#pragma once
+// A loaded model bundle (docs/model-bundle.md): the manifest and the five TorchScript parts.
+// The loaded Model is immutable and safe to use from several threads; per-run state lives in the
+// caller. No Torch type appears in this header (Torch stays inside pipeline/*.cpp).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace triage::pipeline {
+
+struct LabelInfo {
+    std::string text;
+    std::string category_code, category_meaning, type_code, type_meaning, region_code, region_meaning;
+};
+
+struct Manifest {
+    std::string name, version, description, architecture;
+    bool demonstration_only = false;
+    int input_size = 0, mask_size = 0, visual_tokens = 0, hidden_size = 0, layers = 0, heads = 0;
+    int max_positions = 0, max_new_tokens = 0;
+    std::vector<std::string> vocab;
+    std::map<std::string, int> token_ids;
+    std::map<std::string, std::vector<std::string>> prompts;  // task -> templates
+    std::vector<LabelInfo> labels;
+    std::map<std::string, std::pair<double, double>> ct_windows;  // body region -> [low, high] HU
+    std::string default_window;
+    std::vector<std::string> chest_keywords;
+    double mask_threshold = 0.5, lung_tumor_min_diameter_mm = 30;
+    int min_slices = 2;
+    std::string sha256;  // of model.json (which pins every part's sha256)
+};
+
+/// Parses and validates model.json text; errors name the field.
+core::Result<Manifest> parse_manifest(const std::string& json_text, const std::string& tokenizer_json);
+
+/// One slice's answer: the generated text and, per [SEG], the label it names and the mask logits
+/// (mask_size x mask_size).
+struct SliceAnswer {
+    std::string text;
+    std::vector<std::pair<std::string, std::vector<float>>> masks;
+};
+
+struct StageSeconds {
+    double vision = 0, decode = 0, mask = 0;
+};
+
+class Model {
+public:
+    /// Loads and validates a bundle folder; `device` is auto | cpu | cuda | cuda:N. Every module's
+    /// file, checksum and input/output shapes are checked; errors say which file and field.
+    static core::Result<std::unique_ptr<Model>> load(const std::string& bundle_dir, const std::string& device);
+    ~Model();
+    const Manifest& manifest() const;
+    std::string device_name() const;
+    /// Runs the recognition/referring prompt on `count` preprocessed slices (count x S x S floats,
+    /// S = input_size). Greedy decoding up to max_new_tokens; thread-safe.
+    core::Result<std::vector<SliceAnswer>> run(const std::vector<float>& images, int count,
+                                               const std::string& prompt, StageSeconds* seconds = nullptr) const;
+
+private:
+    struct Impl;
+    explicit Model(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+/// The label named after each [SEG] in a generated answer ("It is [SEG] . liver tumor , ...").
+std::vector<std::string> parse_seg_labels(const std::vector<std::string>& words);
+
+}  // namespace triage::pipeline

@@ -1,0 +1,125 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pipeline/analyzer.h"
+#include "pipeline/model.h"
+
+using namespace triage;
+using namespace triage::pipeline;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path kBundle = TRIAGE_TEST_BUNDLE;
+
+fs::path copy_bundle(const std::string& name) {
+    fs::path dst = fs::temp_directory_path() / ("triage-bundle-" + name);
+    fs::remove_all(dst);
+    fs::copy(kBundle, dst);
+    return dst;
+}
+
+const Model& shared_model() {
+    static auto model = Model::load(kBundle.string(), "cpu");
+    EXPECT_TRUE(model) << (model ? "" : model.error().message);
+    return *model.value();
+}
+}  // namespace
+
+TEST(Model, LoadsAndValidatesTheTestBundle) {
+    const Model& model = shared_model();
+    const Manifest& m = model.manifest();
+    EXPECT_EQ(m.input_size, 256);
+    EXPECT_EQ(m.mask_size, 128);
+    EXPECT_EQ(m.labels.size(), 6u);
+    EXPECT_EQ(m.labels[0].text, "liver tumor");
+    EXPECT_EQ(m.labels[0].region_code, "10200004");
+    EXPECT_EQ(m.sha256.size(), 64u);
+    EXPECT_EQ(model.device_name(), "cpu");
+}
+
+TEST(Model, RunGivesOneAnswerPerSliceWithMasksOfTheManifestSize) {
+    const Model& model = shared_model();
+    const int s = model.manifest().input_size;
+    std::vector<float> images(static_cast<size_t>(3) * s * s, 0.3f);
+    StageSeconds st;
+    auto answers = model.run(images, 3, model.manifest().prompts.at("recognition").front(), &st);
+    ASSERT_TRUE(answers) << answers.error().message;
+    ASSERT_EQ(answers->size(), 3u);
+    for (const auto& a : answers.value())
+        for (const auto& [label, logits] : a.masks) EXPECT_EQ(logits.size(), size_t(128 * 128));
+    EXPECT_GT(st.vision, 0);
+    EXPECT_FALSE(model.run(images, 2, "x"));  // buffer does not match the count
+}
+
+TEST(Model, CorruptMissingOrMismatchedFilesAreNamedInTheError) {
+    auto corrupt = copy_bundle("corrupt");
+    std::ofstream(corrupt / "mask_decoder.pt", std::ios::trunc) << "not a model";
+    auto r = Model::load(corrupt.string(), "cpu");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("mask_decoder.pt"), std::string::npos) << r.error().message;
+
+    auto missing = copy_bundle("missing");
+    fs::remove(missing / "vision_encoder.pt");
+    r = Model::load(missing.string(), "cpu");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("vision_encoder.pt"), std::string::npos) << r.error().message;
+
+    auto badjson = copy_bundle("badjson");
+    std::ofstream(badjson / "model.json", std::ios::trunc) << "{\"name\": 1}";
+    r = Model::load(badjson.string(), "cpu");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("model.json"), std::string::npos) << r.error().message;
+    EXPECT_FALSE(Model::load("/nonexistent/bundle", "cpu"));
+    EXPECT_FALSE(Model::load(kBundle.string(), "cuda:7"));  // no GPU here (or not that one)
+    for (const auto& d : {corrupt, missing, badjson}) fs::remove_all(d);
+}
+
+TEST(Model, SegLabelsAreParsedInOrder) {
+    EXPECT_EQ(parse_seg_labels({"It", "is", "[SEG]", ".", "liver", "tumor", ",", "[SEG]", ".", "kidney", "tumor"}),
+              (std::vector<std::string>{"liver tumor", "kidney tumor"}));
+    EXPECT_EQ(parse_seg_labels({"It", "is", "[SEG]", "."}), (std::vector<std::string>{""}));
+    EXPECT_TRUE(parse_seg_labels({"No", "findings"}).empty());
+}
+
+TEST(Analyzer, WindowsAndReportFollowTheManifest) {
+    const Manifest& m = shared_model().manifest();
+    core::Volume v;
+    v.modality = "CT";
+    v.body_part = "CHEST";
+    EXPECT_EQ(ct_window(m, v), std::make_pair(-1000.0, 500.0));
+    v.body_part = "";
+    v.series_description = "Thorax 1.0 B70f";
+    EXPECT_EQ(ct_window(m, v), std::make_pair(-1000.0, 500.0));
+    v.series_description = "ABDOMEN axial";
+    EXPECT_EQ(ct_window(m, v), std::make_pair(-175.0, 250.0));
+    auto none = compose_report({}, "ABDOMEN", m);
+    EXPECT_EQ(none.findings, "No findings in the examined abdomen.");
+    core::SeriesAnalysis s;
+    core::Finding f;
+    f.label = "liver tumor";
+    f.diameter_mm = 31;
+    f.description = "Liver tumor in the right hepatic lobe: hypodense lesion measuring 31 mm.";
+    s.findings.push_back(f);
+    auto one = compose_report({s}, "ABDOMEN", m);
+    EXPECT_NE(one.impression.find("liver tumor 31 mm"), std::string::npos) << one.impression;
+}
+
+TEST(Analyzer, AnalyzesAVolumeEndToEndOnTheNativeGrid) {
+    core::Volume v;
+    v.modality = "CT";
+    v.series_uid = "1.2.3";
+    v.columns = v.rows = 64;
+    v.slices = 3;
+    v.slice_spacing = 2.5;
+    v.column_spacing = v.row_spacing = 0.7;
+    v.voxels.assign(size_t(3) * 64 * 64, 40.0f);
+    for (int z = 0; z < 3; ++z) v.sources.push_back({"1.2.3." + std::to_string(z), "1.2.840.10008.5.1.4.1.1.2", 0, {0, 0, 2.5 * z}});
+    Analyzer a(shared_model(), 2);
+    auto r = a.analyze(v);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->slice_texts.size(), 3u);
+    EXPECT_EQ(r->segments.size(), v.voxels.size());
+    for (const auto& f : r->findings) EXPECT_GE(f.last_slice - f.first_slice + 1, 2);
+}
