@@ -180,6 +180,8 @@ void validate(Reader& r, Config& c, const std::string& base_dir) {
     if (c.ingest.min_free_mb < 0) r.problem("ingest.min_free_mb", "must be >= 0");
     if (c.ingest.dimse_timeout_seconds < 1)
         r.problem("ingest.dimse_timeout_seconds", "must be >= 1");
+    if (c.model.batch_size < 1 || c.model.batch_size > 256) r.problem("model.batch_size", "must be 1-256");
+    if (c.model.threads < 0) r.problem("model.threads", "must be >= 0 (0 = all cores)");
     const std::string& dev = c.model.device;
     if (dev != "auto" && dev != "cpu" && dev != "cuda" && dev.rfind("cuda:", 0) != 0)
         r.problem("model.device", "must be auto, cpu, cuda or cuda:N");
@@ -206,9 +208,11 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
-        r.check_keys(*t, "model.", {"bundle", "device"});
+        r.check_keys(*t, "model.", {"bundle", "device", "batch_size", "threads"});
         r.get(*t, "model.", "bundle", c.model.bundle);
         r.get(*t, "model.", "device", c.model.device);
+        r.get(*t, "model.", "batch_size", c.model.batch_size);
+        r.get(*t, "model.", "threads", c.model.threads);
     }
     if (const toml::node* n = root.get("destination")) read_destinations(r, *n, c.destinations);
     if (auto* t = r.section(root, "api")) {

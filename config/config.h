@@ -32,6 +32,8 @@ struct IngestConfig {
 struct ModelConfig {
     std::string bundle = "models/unibiomed-mini";  // resolved against the config file's folder
     std::string device = "auto";
+    int batch_size = 8;  // slices per inference batch
+    int threads = 0;     // CPU threads for inference; 0 = all cores
 };
 
 struct Destination {

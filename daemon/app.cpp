@@ -1,6 +1,7 @@
 #include "daemon/app.h"
 
 #include <dirent.h>
+#include <cstdio>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -10,10 +11,13 @@
 
 #include "core/file_util.h"
 #include "core/log.h"
+#include "daemon/analysis_worker.h"
 #include "daemon/completion_monitor.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/store_scp.h"
+#include "pipeline/model.h"
+#include "storage/analysis_store.h"
 #include "storage/database.h"
 #include "storage/job_queue.h"
 
@@ -76,6 +80,13 @@ void audit_simple(storage::AuditLog& audit, const std::string& event, nlohmann::
 
 }  // namespace
 
+bool check_model(const config::Config& cfg) {
+    if (cfg.model.bundle.empty()) return true;
+    auto model = pipeline::Model::load(cfg.model.bundle, "cpu", 1);
+    if (!model) std::fprintf(stderr, "model.bundle: %s\n", model.error().message.c_str());
+    return model.ok();
+}
+
 int run_node(const config::Config& cfg) {
     // Signals are taken synchronously by this thread only; block them before any thread starts.
     sigset_t sigs;
@@ -127,6 +138,19 @@ int run_node(const config::Config& cfg) {
         TRIAGE_LOG_ERROR("dicom", "{}", st.error().message);
         return 1;
     }
+    storage::AnalysisStore results(**db, audit, clock);
+    std::unique_ptr<pipeline::Model> model;
+    std::unique_ptr<AnalysisWorker> worker;
+    if (cfg.model.bundle.empty()) {
+        TRIAGE_LOG_WARN("pipeline", "model.bundle is empty: studies are received and queued, not analyzed");
+    } else if (auto loaded = pipeline::Model::load(cfg.model.bundle, cfg.model.device, cfg.model.threads)) {
+        model = std::move(loaded.value());
+        worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model);
+        worker->start();
+    } else {
+        TRIAGE_LOG_ERROR("pipeline", "{}; studies are received and queued but not analyzed until the model loads",
+                         loaded.error().message);
+    }
     CompletionMonitor monitor(index, jobs, clock,
                               [&](const std::string& s) { return sink.study_has_open_association(s); });
     monitor.set_quiet_seconds(cfg.ingest.study_quiet_seconds);
@@ -151,10 +175,11 @@ int run_node(const config::Config& cfg) {
                 audit_simple(audit, "config_reloaded", {{"config", cfg.source_path}});
             }
         }
-        monitor.tick();
+        if (monitor.tick() > 0 && worker) worker->notify();
     }
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
     scp.stop(std::chrono::seconds(10));
+    if (worker) worker->stop();  // the running analysis finishes; queued jobs wait for the next start
     audit_simple(audit, "node_stopped", nlohmann::json::object());
     TRIAGE_LOG_INFO("app", "stopped cleanly");
     return 0;

@@ -42,6 +42,7 @@ struct Ctx {
     std::unique_ptr<storage::AuditLog> audit;
     std::unique_ptr<storage::InstanceIndex> index;
     std::unique_ptr<storage::JobQueue> jobs;
+    std::unique_ptr<storage::AnalysisStore> results;
     bool json_out = false;
 };
 
@@ -82,7 +83,7 @@ int cmd_studies(Ctx& c, bool worklist) {
 }
 
 int cmd_study(Ctx& c, const std::string& uid) {
-    auto detail = study_detail_json(*c.index, *c.jobs, uid);
+    auto detail = study_detail_json(*c.index, *c.jobs, *c.results, uid);
     if (!detail) return fail(detail.error());
     const json& d = detail.value();
     if (c.json_out) {
@@ -94,9 +95,18 @@ int cmd_study(Ctx& c, const std::string& uid) {
                 d["state"].get<std::string>().c_str());
     std::printf("series:\n");
     for (const auto& s : d["series"])
-        std::printf("  %-8s %4d  %s  %s\n", s["modality"].get<std::string>().c_str(),
-                    s["instance_count"].get<int>(), s["series_uid"].get<std::string>().c_str(),
-                    s["description"].get<std::string>().c_str());
+        std::printf("  %-8s %4d  %s  %s%s\n", s.value("modality", "").c_str(), s.value("instance_count", 0),
+                    s["series_uid"].get<std::string>().c_str(), s.value("description", "").c_str(),
+                    s["skip_reason"].is_string() ? ("  [not analyzed: " + s["skip_reason"].get<std::string>() + "]").c_str()
+                                                 : (s.value("analyzed", false) ? "  [analyzed]" : ""));
+    std::printf("findings:\n");
+    for (const auto& f : d["findings"])
+        std::printf("  %-15s %6.1f mm %7.2f mL  conf %.2f  slices %d-%d\n", f["label"].get<std::string>().c_str(),
+                    f["diameter_mm"].get<double>(), f["volume_ml"].get<double>(), f["confidence"].get<double>(),
+                    f["first_slice"].get<int>() + 1, f["last_slice"].get<int>() + 1);
+    if (d["model"].is_object())
+        std::printf("model:\n  %s %s\n", d["model"]["name"].get<std::string>().c_str(),
+                    d["model"]["version"].get<std::string>().c_str());
     std::printf("jobs:\n");
     for (const auto& j : d["jobs"])
         std::printf("  #%lld v%d %-8s attempts=%d %s\n", j["id"].get<long long>(), j["version"].get<int>(),
@@ -165,6 +175,7 @@ int open_ctx(const std::string& config_path, Ctx& c) {
     c.audit = std::make_unique<storage::AuditLog>(*c.db, c.clock);
     c.index = std::make_unique<storage::InstanceIndex>(*c.db, *c.audit, c.clock);
     c.jobs = std::make_unique<storage::JobQueue>(*c.db, *c.audit, c.clock);
+    c.results = std::make_unique<storage::AnalysisStore>(*c.db, *c.audit, c.clock);
     return kCtlOk;
 }
 

@@ -69,8 +69,39 @@ void sort_worklist(json& studies) {
     });
 }
 
+void put_analysis(json& d, const storage::AnalysisRecord& a) {
+    d["findings"] = json::array();
+    for (const auto& sf : a.findings) {
+        const core::Finding& f = sf.finding;
+        d["findings"].push_back({{"label", f.label}, {"code", sf.code}, {"site_code", sf.site_code},
+                                 {"series_uid", f.series_uid}, {"segment", f.segment}, {"volume_ml", f.volume_ml},
+                                 {"diameter_mm", f.diameter_mm}, {"confidence", f.confidence},
+                                 {"first_slice", f.first_slice}, {"last_slice", f.last_slice},
+                                 {"key_slice", f.key_slice}, {"side", f.side}, {"description", f.description}});
+    }
+    d["report"] = a.report.findings + "\n\nImpression: " + a.report.impression;
+    d["impression"] = a.report.impression;
+    d["model"] = {{"name", a.model_name}, {"version", a.model_version}, {"sha256", a.model_sha256}};
+    d["analysis"] = {{"job_id", a.job_id}, {"created_at", a.created_at}, {"region", a.region},
+                     {"seconds", {{"total", a.seconds_total}, {"preprocess", a.seconds_preprocess},
+                                  {"vision", a.seconds_vision}, {"decode", a.seconds_decode}, {"mask", a.seconds_mask}}}};
+    if (!d.contains("series")) d["series"] = json::array();
+    for (const auto& r : a.series) {
+        json* entry = nullptr;
+        for (auto& s : d["series"])
+            if (s["series_uid"] == r.series_uid) entry = &s;
+        if (!entry) {
+            d["series"].push_back({{"series_uid", r.series_uid}});
+            entry = &d["series"].back();
+        }
+        (*entry)["analyzed"] = r.analyzed;
+        (*entry)["skip_reason"] = r.skip_reason.empty() ? json(nullptr) : json(r.skip_reason);
+        (*entry)["warnings"] = r.warnings;
+    }
+}
+
 core::Result<json> study_detail_json(storage::InstanceIndex& index, storage::JobQueue& jobs,
-                                     const std::string& study_uid) {
+                                     storage::AnalysisStore& results, const std::string& study_uid) {
     auto study = index.get_study(study_uid);
     if (!study) return study.error();
     auto series = index.list_series(study_uid);
@@ -90,13 +121,15 @@ core::Result<json> study_detail_json(storage::InstanceIndex& index, storage::Job
                                {"skip_reason", nullptr}});
     d["jobs"] = json::array();
     for (const auto& j : job_list.value()) d["jobs"].push_back(job_json(j));
-    // Filled by the analysis pipeline and the senders (later work); present so the document
-    // always has the contract's shape.
     d["findings"] = json::array();
     d["report"] = "";
     d["model"] = nullptr;
+    // SEG/SR outputs and their delivery come with the outputs work (issue 4).
     d["outputs"] = json::array();
     d["deliveries"] = json::array();
+    auto analysis = results.latest(study_uid);
+    if (!analysis) return analysis.error();
+    if (analysis.value()) put_analysis(d, *analysis.value());
     return d;
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/result.h"
+#include "storage/analysis_store.h"
 #include "storage/instance_index.h"
 #include "storage/job_queue.h"
 #include "storage/records.h"
@@ -18,6 +19,8 @@ nlohmann::json audit_event_json(const storage::AuditEvent& e);
 void sort_worklist(nlohmann::json& studies);
 /// The `study UID` document. NotFound for an unknown study.
 core::Result<nlohmann::json> study_detail_json(storage::InstanceIndex& index, storage::JobQueue& jobs,
-                                               const std::string& study_uid);
+                                               storage::AnalysisStore& results, const std::string& study_uid);
+/// The analysis part of the `study` document (findings, report, model, series outcomes) into `d`.
+void put_analysis(nlohmann::json& d, const storage::AnalysisRecord& a);
 
 }  // namespace triage::daemon

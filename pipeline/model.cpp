@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "core/log.h"
 #include "core/sha256.h"
@@ -102,7 +103,9 @@ Model::~Model() = default;
 const Manifest& Model::manifest() const { return m_impl->manifest; }
 std::string Model::device_name() const { return m_impl->device.str(); }
 
-core::Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const std::string& device) {
+core::Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const std::string& device, int threads) {
+    // LibTorch on Debian defaults to one intra-op thread (MODEL-NOTES.md): set it explicitly.
+    at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     std::string manifest_text = read_text(dir + "/model.json");
     if (manifest_text.empty()) return bad(dir + "/model.json", "missing or unreadable");
     json j = json::parse(manifest_text, nullptr, false);

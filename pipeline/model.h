@@ -51,7 +51,8 @@ class Model {
 public:
     /// Loads and validates a bundle folder; `device` is auto | cpu | cuda | cuda:N. Every module's
     /// file, checksum and input/output shapes are checked; errors say which file and field.
-    static core::Result<std::unique_ptr<Model>> load(const std::string& bundle_dir, const std::string& device);
+    static core::Result<std::unique_ptr<Model>> load(const std::string& bundle_dir, const std::string& device,
+                                                     int threads = 0);
     ~Model();
     const Manifest& manifest() const;
     std::string device_name() const;

@@ -158,6 +158,29 @@ core::Result<std::vector<std::string>> InstanceIndex::instance_paths(const std::
         [&](Statement& s) { s.bind(1, study_uid); }, [](const Statement& r) { return r.text(0); });
 }
 
+core::Result<std::vector<InstanceRecord>> InstanceIndex::list_instances(const std::string& study_uid) {
+    return m_db.select<InstanceRecord>(
+        "SELECT i.sop_instance_uid,i.series_uid,i.sop_class_uid,i.image_type,i.rows,i.frames,i.file_path,"
+        "x.modality,x.body_part,x.series_description FROM instances i JOIN series x ON x.series_uid=i.series_uid "
+        "WHERE i.study_uid=? ORDER BY CAST(x.series_number AS INTEGER), i.series_uid, i.sop_instance_uid",
+        [&](Statement& s) { s.bind(1, study_uid); },
+        [&](const Statement& s) {
+            InstanceRecord r;
+            r.study_uid = study_uid;
+            r.sop_instance_uid = s.text(0);
+            r.series_uid = s.text(1);
+            r.sop_class_uid = s.text(2);
+            r.image_type = s.text(3);
+            r.rows = static_cast<int>(s.integer(4));
+            r.frames = static_cast<int>(s.integer(5));
+            r.file_path = s.text(6);
+            r.modality = s.text(7);
+            r.body_part = s.text(8);
+            r.series_description = s.text(9);
+            return r;
+        });
+}
+
 core::Result<std::vector<std::pair<std::string, std::string>>> InstanceIndex::all_instance_paths() {
     return m_db.select<std::pair<std::string, std::string>>(
         "SELECT sop_instance_uid, file_path FROM instances", [](Statement&) {},

@@ -35,6 +35,8 @@ public:
     core::Result<std::vector<SeriesSummary>> list_series(const std::string& study_uid);
     /// Relative file paths of every instance of a study (series order, then instance number).
     core::Result<std::vector<std::string>> instance_paths(const std::string& study_uid);
+    /// Every instance of a study with what series selection needs.
+    core::Result<std::vector<InstanceRecord>> list_instances(const std::string& study_uid);
     /// All (sop_instance_uid, relative path) pairs; for consistency checks.
     core::Result<std::vector<std::pair<std::string, std::string>>> all_instance_paths();
 

@@ -86,6 +86,48 @@ CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 )SQL",
+        // v2: analysis results (one row per job that ran), per-series outcome, findings
+        R"SQL(
+CREATE TABLE analyses (
+  job_id            INTEGER PRIMARY KEY REFERENCES jobs(id),
+  study_uid         TEXT NOT NULL REFERENCES studies(study_uid),
+  model_name        TEXT NOT NULL,
+  model_version     TEXT NOT NULL,
+  model_sha256      TEXT NOT NULL,
+  region            TEXT NOT NULL DEFAULT '',
+  report_findings   TEXT NOT NULL,
+  report_impression TEXT NOT NULL,
+  seconds_total REAL, seconds_preprocess REAL, seconds_vision REAL, seconds_decode REAL, seconds_mask REAL,
+  created_at        TEXT NOT NULL
+);
+CREATE INDEX analyses_study ON analyses(study_uid);
+CREATE TABLE series_results (
+  job_id        INTEGER NOT NULL REFERENCES jobs(id),
+  series_uid    TEXT NOT NULL,
+  analyzed      INTEGER NOT NULL,
+  skip_reason   TEXT,
+  warnings      TEXT NOT NULL DEFAULT '[]',   -- JSON array
+  slices        TEXT NOT NULL DEFAULT '[]',   -- JSON array of [sop_instance_uid, frame] per sorted slice
+  segments_path TEXT,                         -- relative to data_dir; RLE segment map
+  PRIMARY KEY (job_id, series_uid)
+);
+CREATE TABLE findings (
+  id          INTEGER PRIMARY KEY,
+  job_id      INTEGER NOT NULL REFERENCES jobs(id),
+  study_uid   TEXT NOT NULL,
+  series_uid  TEXT NOT NULL,
+  segment     INTEGER NOT NULL,
+  label       TEXT NOT NULL,
+  code        TEXT NOT NULL DEFAULT '',
+  site_code   TEXT NOT NULL DEFAULT '',
+  volume_ml REAL, diameter_mm REAL, confidence REAL, mean_value REAL,
+  first_slice INTEGER, last_slice INTEGER, key_slice INTEGER,
+  side        TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX findings_job ON findings(job_id);
+CREATE INDEX findings_study ON findings(study_uid);
+)SQL",
     };
     return m;
 }

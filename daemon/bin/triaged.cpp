@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
     auto loaded = triage::config::load_config(config_path);
     for (const auto& p : loaded.problems) std::fprintf(stderr, "%s: %s\n", p.key.c_str(), p.message.c_str());
     if (check) {
-        if (loaded.ok()) std::printf("%s: valid\n", config_path.c_str());
-        return loaded.ok() ? 0 : 2;
+        bool ok = loaded.ok() && triage::daemon::check_model(loaded.config);
+        if (ok) std::printf("%s: valid\n", config_path.c_str());
+        return ok ? 0 : 2;
     }
     if (!loaded.ok()) return 2;
     triage::core::LogLevel level;

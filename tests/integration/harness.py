@@ -54,7 +54,7 @@ def write_config(path, sections, destinations=()):
 class Node:
     """One triaged process on a temp data dir."""
 
-    def __init__(self, workdir, ae="TRIAGE", callers=("*",), quiet=2, **ingest):
+    def __init__(self, workdir, ae="TRIAGE", callers=("*",), quiet=2, bundle="", **ingest):
         self.dir = pathlib.Path(workdir)
         self.data = self.dir / "data"
         self.config = self.dir / "triage.toml"
@@ -62,7 +62,7 @@ class Node:
         ing = {"allowed_callers": list(callers), "study_quiet_seconds": quiet, "min_free_mb": 1}
         ing.update(ingest)
         self.sections = {"node": {"ae_title": ae, "bind": "127.0.0.1", "port": 0, "data_dir": "data"},
-                         "ingest": ing, "api": {"listen": ""}}
+                         "ingest": ing, "model": {"bundle": str(bundle), "batch_size": 8}, "api": {"listen": ""}}
         write_config(self.config, self.sections)
         self.proc = None
         self.port = None

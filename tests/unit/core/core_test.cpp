@@ -66,3 +66,25 @@ TEST(Sha256, KnownVectors) {
               "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
     EXPECT_FALSE(sha256_file("/nonexistent"));
 }
+
+#include <cstdio>
+
+#include "core/segment_map.h"
+
+TEST(SegmentMap, RoundTripsAndRejectsGarbage) {
+    SegmentMap m{5, 4, 3, std::vector<std::uint8_t>(60, 0)};
+    m.values[7] = 1;
+    m.values[8] = 1;
+    m.values[59] = 2;
+    std::string path = "/tmp/triage-segmap-test.bin";
+    ASSERT_TRUE(write_segment_map(path, m));
+    auto back = read_segment_map(path);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->values, m.values);
+    EXPECT_EQ(back->slices, 3);
+    FILE* f = std::fopen(path.c_str(), "wb");
+    std::fputs("garbage", f);
+    std::fclose(f);
+    EXPECT_FALSE(read_segment_map(path));
+    std::remove(path.c_str());
+}

@@ -198,3 +198,41 @@ TEST_F(StorageTest, ReadsLeaveNoSnapshotThatBlocksLaterWrites) {
     EXPECT_TRUE(jobs->complete_study("2.1", std::nullopt, "forced"));
 }
 }  // namespace
+
+#include "storage/analysis_store.h"
+
+namespace {
+TEST_F(StorageTest, AnalysisIsSavedReplacedOnRerunAndReadBack) {
+    ASSERT_TRUE(index->record_instance(instance("3.1", "3.1.1"), "T"));
+    auto job = jobs->complete_study("3.1", std::nullopt, "forced").value().value();
+    AnalysisStore store(*db, *audit, clock);
+    AnalysisRecord r;
+    r.job_id = job.id;
+    r.study_uid = "3.1";
+    r.model_name = "unibiomed-mini";
+    r.model_version = "0.1.0";
+    r.model_sha256 = std::string(64, 'a');
+    r.report = {"Liver tumor ...", "1 lesion"};
+    r.series.push_back({"3.1.1", true, "", {"gap"}, "[[\"3.1.1\",0]]", "results/x.seg"});
+    r.series.push_back({"3.1.9", false, "image type LOCALIZER is not analyzed", {}, "[]", ""});
+    StoredFinding f;
+    f.finding.label = "liver tumor";
+    f.finding.series_uid = "3.1.1";
+    f.finding.segment = 1;
+    f.finding.volume_ml = 12.5;
+    f.code = "108369006";
+    r.findings.push_back(f);
+    ASSERT_TRUE(store.save(r));
+    ASSERT_TRUE(store.save(r));  // a re-run of the same job replaces, never duplicates
+    auto back = store.latest("3.1");
+    ASSERT_TRUE(back && back.value());
+    const AnalysisRecord& a = *back.value();
+    EXPECT_EQ(a.findings.size(), 1u);
+    EXPECT_EQ(a.findings[0].finding.label, "liver tumor");
+    EXPECT_DOUBLE_EQ(a.findings[0].finding.volume_ml, 12.5);
+    ASSERT_EQ(a.series.size(), 2u);
+    EXPECT_EQ(a.series[0].warnings, std::vector<std::string>{"gap"});
+    EXPECT_EQ(a.report.impression, "1 lesion");
+    EXPECT_FALSE(store.latest("9.9").value());
+}
+}  // namespace

@@ -1,0 +1,48 @@
+#pragma once
+// The one inference worker: claims queued jobs (highest priority, oldest first), analyzes the
+// study, stores segment maps and results, and moves the job to done or failed. Owns no model:
+// the loaded Model is shared and immutable.
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "config/config.h"
+#include "pipeline/model.h"
+#include "storage/analysis_store.h"
+#include "storage/instance_index.h"
+#include "storage/job_queue.h"
+
+namespace triage::daemon {
+
+class AnalysisWorker {
+public:
+    AnalysisWorker(const config::Config& cfg, storage::InstanceIndex& index, storage::JobQueue& jobs,
+                   storage::AnalysisStore& results, const pipeline::Model& model)
+        : m_cfg(cfg), m_index(index), m_jobs(jobs), m_results(results), m_model(model) {}
+    ~AnalysisWorker() { stop(); }
+    void start();
+    /// Wakes the worker (a job was queued).
+    void notify();
+    /// Lets the running job finish, then stops. Idempotent.
+    void stop();
+    bool busy() const { return m_busy.load(); }
+
+private:
+    void loop();
+    core::Status process(const storage::JobRecord& job);
+
+    const config::Config& m_cfg;
+    storage::InstanceIndex& m_index;
+    storage::JobQueue& m_jobs;
+    storage::AnalysisStore& m_results;
+    const pipeline::Model& m_model;
+    std::atomic<bool> m_stop{false}, m_busy{false};
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    bool m_wake = false;
+    std::thread m_thread;
+};
+
+}  // namespace triage::daemon

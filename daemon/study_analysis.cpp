@@ -1,0 +1,58 @@
+#include "daemon/study_analysis.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "core/log.h"
+#include "dicom_io/volume_reader.h"
+#include "pipeline/analyzer.h"
+
+namespace triage::daemon {
+
+core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series, const pipeline::Model& model,
+                                          int batch_size) {
+    auto t0 = std::chrono::steady_clock::now();
+    StudyAnalysis out;
+    pipeline::Analyzer analyzer(model, batch_size);
+    for (const auto& s : series) {
+        storage::SeriesResult r;
+        r.series_uid = s.series_uid;
+        r.skip_reason = dicom_io::series_skip_reason(s.modality, s.sop_class_uid, s.image_type, s.rows, s.frames);
+        if (r.skip_reason.empty()) {
+            auto volume = dicom_io::read_volume(s.files);
+            if (!volume) {
+                r.skip_reason = volume.error().message;
+            } else {
+                auto a = analyzer.analyze(volume.value());
+                if (!a) return a.error();  // inference failures fail the job (retried by reprocess)
+                r.analyzed = true;
+                r.warnings = volume->warnings;
+                nlohmann::json slices = nlohmann::json::array();
+                for (const auto& src : volume->sources) slices.push_back({src.sop_instance_uid, src.frame});
+                r.slices_json = slices.dump();
+                if (out.region.empty()) out.region = volume->body_part.empty() ? volume->modality : volume->body_part;
+                for (const auto& f : a->findings) {
+                    storage::StoredFinding sf{f, "", ""};
+                    for (const auto& l : model.manifest().labels)
+                        if (l.text == f.label) sf.code = l.type_code, sf.site_code = l.region_code;
+                    out.findings.push_back(sf);
+                }
+                volume->voxels.clear();
+                volume->voxels.shrink_to_fit();
+                out.volumes.push_back(std::move(volume.value()));
+                out.analyses.push_back(std::move(a.value()));
+            }
+        }
+        if (!r.analyzed) TRIAGE_LOG_INFO("pipeline", "series {} not analyzed: {}", s.series_uid, r.skip_reason);
+        out.series.push_back(std::move(r));
+    }
+    out.report = pipeline::compose_report(out.analyses, out.region, model.manifest());
+    if (out.analyses.empty()) {
+        out.report.findings = "No CT or MR series of this study could be analyzed.";
+        out.report.impression = "Not analyzed.";
+    }
+    out.seconds_total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return out;
+}
+
+}  // namespace triage::daemon

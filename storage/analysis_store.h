@@ -1,0 +1,53 @@
+#pragma once
+// Analysis results per job (tables analyses, series_results, findings). Thread-safe.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/analysis.h"
+#include "core/result.h"
+#include "core/time.h"
+#include "storage/audit_log.h"
+#include "storage/database.h"
+
+namespace triage::storage {
+
+struct SeriesResult {
+    std::string series_uid;
+    bool analyzed = false;
+    std::string skip_reason;
+    std::vector<std::string> warnings;
+    std::string slices_json = "[]";  // [[sop_instance_uid, frame], ...] in sorted order
+    std::string segments_path;
+};
+
+struct StoredFinding {
+    core::Finding finding;
+    std::string code, site_code;
+};
+
+struct AnalysisRecord {
+    std::int64_t job_id = 0;
+    std::string study_uid, model_name, model_version, model_sha256, region;
+    core::StudyReport report;
+    double seconds_total = 0, seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
+    std::vector<SeriesResult> series;
+    std::vector<StoredFinding> findings;
+    std::string created_at;
+};
+
+class AnalysisStore {
+public:
+    AnalysisStore(Database& db, AuditLog& audit, const core::Clock& clock) : m_db(db), m_audit(audit), m_clock(clock) {}
+    /// Saves (or replaces, when a job is re-run after a crash) one job's results and audits it.
+    core::Status save(const AnalysisRecord& r);
+    /// The results of the study's newest job that produced any; nullopt when none.
+    core::Result<std::optional<AnalysisRecord>> latest(const std::string& study_uid);
+
+private:
+    Database& m_db;
+    AuditLog& m_audit;
+    const core::Clock& m_clock;
+};
+
+}  // namespace triage::storage

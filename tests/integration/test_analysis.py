@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""The analysis path with the real triaged: completed study -> job -> volume -> model -> results in
+the job database -> triagectl. Uses the random-weight test bundle (shapes, flow, failure paths)
+and the committed mini model (findings on phantom studies)."""
+import pathlib
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import BUILD, CORPUS, TRIAGED, NodeTest, storescu, wait_until, write_config  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEST_BUNDLE = BUILD / "test-bundle"
+MINI = ROOT / "models" / "unibiomed-mini"
+PHANTOM = ROOT / "tools" / "phantoms" / "write_study.py"
+
+
+def phantom(out, seed, region, lesions="", slices=40):
+    args = ["/usr/bin/python3", str(PHANTOM), str(out), "--seed", str(seed), "--region", region, "--slices", str(slices)]
+    if lesions:
+        args += ["--lesions", lesions]
+    r = subprocess.run(args, capture_output=True, text=True, check=True)
+    return r.stdout.split()[0]  # study uid
+
+
+def job_state(node, study):
+    jobs = node.ctl("study", study)["jobs"]
+    return jobs[-1]["state"] if jobs else None
+
+
+class AnalysisTest(NodeTest):
+    def test_a_study_is_analyzed_and_its_results_are_in_the_job_database(self):
+        n = self.node(quiet=1, bundle=TEST_BUNDLE).start()
+        study = phantom(self.tmp / "ph", 11, "ABDOMEN", "liver tumor", slices=12)
+        self.assertEqual(storescu(n.port, [self.tmp / "ph"]).returncode, 0)
+        wait_until(lambda: job_state(n, study) in ("done", "failed"), 120, "the analysis job")
+        d = n.ctl("study", study)
+        self.assertEqual(d["jobs"][-1]["state"], "done", d["jobs"])
+        self.assertEqual(d["state"], "done")
+        self.assertEqual(d["model"]["name"], "unibiomed-mini-untrained")
+        self.assertEqual(len(d["model"]["sha256"]), 64)
+        self.assertTrue(d["series"][0]["analyzed"])
+        self.assertIsNone(d["series"][0]["skip_reason"])
+        self.assertIn("Impression:", d["report"])
+        rows = n.query("SELECT segments_path FROM series_results")
+        self.assertTrue((n.data / rows[0]["segments_path"]).exists())
+        events = [e["event"] for e in n.ctl("audit") if e.get("study_uid") == study]
+        for e in ["study_completed", "job_queued", "job_running", "analysis_saved", "job_done"]:
+            self.assertIn(e, events)
+
+    def test_series_that_are_not_volumes_get_a_reason(self):
+        n = self.node(quiet=1, bundle=TEST_BUNDLE).start()
+        folder = CORPUS / "ct/philips-ingenuity-head-study"
+        self.assertEqual(storescu(n.port, [folder]).returncode, 0)
+        [s] = n.ctl("studies")
+        wait_until(lambda: job_state(n, s["study_uid"]) == "done", 180, "the analysis job")
+        series = n.ctl("study", s["study_uid"])["series"]
+        reasons = sorted(str(x["skip_reason"]) for x in series if not x["analyzed"])
+        self.assertEqual(len([x for x in series if x["analyzed"]]), 1, series)
+        self.assertTrue(any("LOCALIZER" in r for r in reasons), reasons)
+        self.assertTrue(any("not a CT/MR image" in r for r in reasons), reasons)
+
+    def test_bad_bundle_is_reported_and_nothing_received_is_lost(self):
+        bad = self.tmp / "bundle"
+        bad.mkdir()
+        (bad / "model.json").write_text("{}")
+        cfg = self.tmp / "check.toml"
+        write_config(cfg, {"node": {"data_dir": "d"}, "model": {"bundle": str(bad)}})
+        r = subprocess.run([str(TRIAGED), "--config", str(cfg), "--check"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("model.bundle", r.stderr)
+        n = self.node(quiet=1, bundle=bad).start()
+        self.assertIn("not analyzed until the model loads", n.log())
+        study = phantom(self.tmp / "ph", 12, "CHEST", slices=6)
+        self.assertEqual(storescu(n.port, [self.tmp / "ph"]).returncode, 0)
+        wait_until(lambda: n.study_state(study) == "queued", 20, "completion")
+        self.assertEqual(n.ctl("study", study)["instance_count"], 6)
+
+
+@unittest.skipUnless((MINI / "model.json").exists(), "the trained bundle is not in the repository")
+class MiniModelTest(NodeTest):
+    def test_phantom_findings(self):
+        n = self.node(quiet=1, bundle=MINI).start()
+        cases = [(21, "ABDOMEN", "liver tumor", {"liver tumor"}), (22, "CHEST", "", set()),
+                 (23, "HEAD", "brain tumor", {"brain tumor"})]
+        studies = {}
+        for seed, region, lesions, want in cases:
+            uid = phantom(self.tmp / f"p{seed}", seed, region, lesions, slices=48)
+            self.assertEqual(storescu(n.port, [self.tmp / f"p{seed}"]).returncode, 0)
+            studies[uid] = want
+        for uid, want in studies.items():
+            wait_until(lambda: job_state(n, uid) == "done", 600, f"analysis of {uid}")
+            d = n.ctl("study", uid)
+            self.assertEqual({f["label"] for f in d["findings"]}, want, d["report"])
+            if not want:
+                self.assertIn("No findings", d["report"])
+            self.assertIn("demonstration model", d["report"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
