@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "core/time.h"
 #include "daemon/app.h"
+#include "daemon/offline_analyze.h"
 #include "daemon/study_json.h"
 #include "storage/audit_log.h"
 #include "storage/database.h"
@@ -162,6 +163,27 @@ int cmd_enqueue(Ctx& c, const std::string& uid, bool force_complete) {
     return kCtlOk;
 }
 
+int cmd_analyze(const std::string& config_path, const std::string& dir, const std::string& out_dir, bool json_out) {
+    auto loaded = config::load_config(config_path);
+    if (!loaded.ok()) {
+        for (const auto& p : loaded.problems)
+            std::fprintf(stderr, "triagectl: config %s: %s\n", p.key.c_str(), p.message.c_str());
+        return kCtlFailed;
+    }
+    auto docs = analyze_folder(loaded.config, dir, out_dir);
+    if (!docs) return fail(docs.error());
+    if (json_out) {
+        std::cout << docs->dump(2) << "\n";
+        return kCtlOk;
+    }
+    for (const auto& d : docs->is_array() ? docs.value() : json::array({docs.value()})) {
+        std::printf("study %s\n", d["study_uid"].get<std::string>().c_str());
+        for (const auto& f : d["findings"]) std::printf("  %s\n", f["description"].get<std::string>().c_str());
+        std::printf("%s\n\n", d["report"].get<std::string>().c_str());
+    }
+    return kCtlOk;
+}
+
 int open_ctx(const std::string& config_path, Ctx& c) {
     auto loaded = config::load_config(config_path);
     if (!loaded.ok()) {
@@ -182,7 +204,7 @@ int open_ctx(const std::string& config_path, Ctx& c) {
 }  // namespace
 
 int run_ctl(const std::vector<std::string>& args) {
-    std::string config_path, since;
+    std::string config_path, since, out_dir;
     std::vector<std::string> positional;
     Ctx c;
     for (size_t i = 0; i < args.size(); ++i) {
@@ -193,10 +215,12 @@ int run_ctl(const std::vector<std::string>& args) {
             c.json_out = true;
         } else if (a == "--since" && i + 1 < args.size()) {
             since = args[++i];
+        } else if (a == "--out" && i + 1 < args.size()) {
+            out_dir = args[++i];
         } else if (a == "-h" || a == "--help") {
             std::fputs(kUsage, stdout);
             return kCtlOk;
-        } else if (a.rfind("--", 0) == 0 && a != "--destination" && a != "--out") {
+        } else if (a.rfind("--", 0) == 0 && a != "--destination") {
             std::fprintf(stderr, "triagectl: unknown option %s\n%s", a.c_str(), kUsage);
             return kCtlUsage;
         } else {
@@ -211,12 +235,14 @@ int run_ctl(const std::vector<std::string>& args) {
     auto want = [&](size_t n) { return positional.size() == n; };
     bool known = (cmd == "studies" || cmd == "worklist" || cmd == "audit") ? want(1)
                  : (cmd == "study" || cmd == "complete" || cmd == "reprocess") ? want(2)
-                 : (cmd == "retry" || cmd == "echo" || cmd == "analyze");
+                 : cmd == "analyze" ? (want(2) && !out_dir.empty())
+                 : (cmd == "retry" || cmd == "echo");
     if (!known) {
         std::fprintf(stderr, "triagectl: bad command line for '%s'\n%s", cmd.c_str(), kUsage);
         return kCtlUsage;
     }
-    if (cmd == "retry" || cmd == "echo" || cmd == "analyze") {
+    if (cmd == "analyze") return cmd_analyze(config_path, positional[1], out_dir, c.json_out);
+    if (cmd == "retry" || cmd == "echo") {
         std::fprintf(stderr, "triagectl: '%s' is not available yet in this build (see docs/)\n", cmd.c_str());
         return kCtlFailed;
     }
