@@ -23,9 +23,14 @@ def check(path):
 class ConfigTest(NodeTest):
     def test_check_accepts_a_valid_config_and_names_every_bad_key(self):
         good = self.tmp / "good.toml"
-        write_config(good, {"node": {"data_dir": "d"}, "ingest": {"allowed_callers": ["*"]}})
+        write_config(good, {"node": {"data_dir": "d"}, "ingest": {"allowed_callers": ["*"]}, "model": {"bundle": ""}})
         r = check(good)
         self.assertEqual(r.returncode, 0, r.stderr)
+        no_model = self.tmp / "no-model.toml"  # the default bundle path does not exist beside it
+        write_config(no_model, {"node": {"data_dir": "d"}})
+        r = check(no_model)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("model.bundle", r.stderr)
         bad = self.tmp / "bad.toml"
         write_config(bad, {"node": {"data_dir": "d", "prot": 104}, "ingest": {"durability": "maybe"}},
                      destinations=[{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 0}])
