@@ -62,7 +62,10 @@ void recover_incoming(const config::Config& cfg, storage::InstanceIndex& index) 
                         moved, removed);
 }
 
-core::Result<int> lock_data_dir(const config::Config& cfg) {
+/// Creates data_dir and incoming/, and takes the data dir lock (one triaged per data dir).
+core::Result<int> prepare_data_dir(const config::Config& cfg) {
+    for (const auto& dir : {cfg.node.data_dir, incoming_dir(cfg)})
+        if (auto st = core::make_dirs(dir); !st) return st.error();
     std::string path = cfg.node.data_dir + "/triaged.lock";
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0)
@@ -76,6 +79,36 @@ void audit_simple(storage::AuditLog& audit, const std::string& event, nlohmann::
     e.event = event;
     e.detail = detail.dump();
     (void)audit.append(std::move(e));
+}
+
+/// The configured model, or nullptr (logged) when none is configured or it does not load: the node
+/// then still receives and queues, and analyzes after a restart with a good bundle.
+std::unique_ptr<pipeline::Model> load_model(const config::Config& cfg) {
+    if (cfg.model.bundle.empty()) {
+        TRIAGE_LOG_WARN("pipeline", "model.bundle is empty: studies are received and queued, not analyzed");
+        return nullptr;
+    }
+    auto loaded = pipeline::Model::load(cfg.model.bundle, cfg.model.device, cfg.model.threads);
+    if (!loaded) {
+        TRIAGE_LOG_ERROR("pipeline", "{}; studies are received and queued but not analyzed until the model loads",
+                         loaded.error().message);
+        return nullptr;
+    }
+    return std::move(loaded.value());
+}
+
+/// SIGHUP: applies what is safe to change while running; an invalid file keeps the running config.
+void reload(const std::string& path, dicom_io::StoreScp& scp, CompletionMonitor& monitor, storage::AuditLog& audit) {
+    auto fresh = config::load_config(path);
+    if (!fresh.ok()) {
+        TRIAGE_LOG_ERROR("app", "SIGHUP: config has {} problem(s), keeping the running one (first: {}: {})",
+                         fresh.problems.size(), fresh.problems[0].key, fresh.problems[0].message);
+        return;
+    }
+    scp.set_callers(fresh.config.ingest.caller_rules);
+    monitor.set_quiet_seconds(fresh.config.ingest.study_quiet_seconds);
+    TRIAGE_LOG_INFO("app", "SIGHUP: reloaded allowed_callers and study_quiet_seconds; other changes need a restart");
+    audit_simple(audit, "config_reloaded", {{"config", path}});
 }
 
 }  // namespace
@@ -95,13 +128,7 @@ int run_node(const config::Config& cfg) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
 
-    for (const auto& dir : {cfg.node.data_dir, incoming_dir(cfg)}) {
-        if (auto st = core::make_dirs(dir); !st) {
-            TRIAGE_LOG_ERROR("app", "{}", st.error().message);
-            return 1;
-        }
-    }
-    auto lock = lock_data_dir(cfg);
+    auto lock = prepare_data_dir(cfg);
     if (!lock) {
         TRIAGE_LOG_ERROR("app", "{}", lock.error().message);
         return 1;
@@ -139,17 +166,11 @@ int run_node(const config::Config& cfg) {
         return 1;
     }
     storage::AnalysisStore results(**db, audit, clock);
-    std::unique_ptr<pipeline::Model> model;
+    std::unique_ptr<pipeline::Model> model = load_model(cfg);
     std::unique_ptr<AnalysisWorker> worker;
-    if (cfg.model.bundle.empty()) {
-        TRIAGE_LOG_WARN("pipeline", "model.bundle is empty: studies are received and queued, not analyzed");
-    } else if (auto loaded = pipeline::Model::load(cfg.model.bundle, cfg.model.device, cfg.model.threads)) {
-        model = std::move(loaded.value());
+    if (model) {
         worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model);
         worker->start();
-    } else {
-        TRIAGE_LOG_ERROR("pipeline", "{}; studies are received and queued but not analyzed until the model loads",
-                         loaded.error().message);
     }
     CompletionMonitor monitor(index, jobs, clock,
                               [&](const std::string& s) { return sink.study_has_open_association(s); });
@@ -161,20 +182,7 @@ int run_node(const config::Config& cfg) {
         timespec timeout{0, 500 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, nullptr, &timeout);
         if (sig == SIGTERM || sig == SIGINT) break;
-        if (sig == SIGHUP) {
-            auto fresh = config::load_config(cfg.source_path);
-            if (!fresh.ok()) {
-                TRIAGE_LOG_ERROR("app", "SIGHUP: config has {} problem(s), keeping the running one "
-                                 "(first: {}: {})", fresh.problems.size(), fresh.problems[0].key,
-                                 fresh.problems[0].message);
-            } else {
-                scp.set_callers(fresh.config.ingest.caller_rules);
-                monitor.set_quiet_seconds(fresh.config.ingest.study_quiet_seconds);
-                TRIAGE_LOG_INFO("app", "SIGHUP: reloaded allowed_callers and study_quiet_seconds; "
-                                "other changes need a restart");
-                audit_simple(audit, "config_reloaded", {{"config", cfg.source_path}});
-            }
-        }
+        if (sig == SIGHUP) reload(cfg.source_path, scp, monitor, audit);
         if (monitor.tick() > 0 && worker) worker->notify();
     }
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
