@@ -148,90 +148,128 @@ core::Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const s
     return model;
 }
 
-core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& images, int count,
-                                                  const std::string& prompt_template, StageSeconds* seconds) const {
-    const Impl& I = *m_impl;
+namespace {
+
+double since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+/// Greedy decoding state of a batch: generated ids and the hidden state of every [SEG] consumed.
+struct Decoded {
+    std::vector<std::vector<std::int64_t>> tokens;
+    std::vector<std::vector<torch::Tensor>> seg_hidden;
+};
+
+}  // namespace
+
+struct ImageFeatures {
+    torch::Tensor visual, pixels;
+};
+
+core::Result<ImageFeatures> encode_images(const Model::Impl& I, const torch::Tensor& img) {
     const Manifest& m = I.manifest;
-    const int s = m.input_size, heads = m.heads, dh = m.hidden_size / m.heads;
+    auto& vision = const_cast<torch::jit::Module&>(I.parts.at("vision_encoder"));
+    auto& grounding = const_cast<torch::jit::Module&>(I.parts.at("grounding_encoder"));
+    ImageFeatures f{vision.forward({img}).toTuple()->elements()[0].toTensor(), grounding.forward({img}).toTensor()};
+    if (f.visual.dim() != 3 || f.visual.size(1) != m.visual_tokens || f.visual.size(2) != m.hidden_size)
+        return core::make_error(ErrorKind::InvalidInput, "vision_encoder output shape differs from model.json");
+    if (f.pixels.dim() != 4 || f.pixels.size(2) != m.mask_size || f.pixels.size(3) != m.mask_size)
+        return core::make_error(ErrorKind::InvalidInput, "grounding_encoder output shape differs from model.json");
+    return f;
+}
+
+/// Prefix (visual tokens + <bos> + prompt), then greedy steps with the KV cache until every slice
+/// has produced <eos> or max_new_tokens. The [SEG] hidden state is the output of the step that
+/// consumes the [SEG] token (as in training, where it is the output at the [SEG] position).
+core::Result<Decoded> decode(const Model::Impl& I, const torch::Tensor& visual, const std::string& prompt) {
+    const Manifest& m = I.manifest;
+    auto& lm = const_cast<torch::jit::Module&>(I.parts.at("language_model"));
+    const std::int64_t count = visual.size(0);
+    std::vector<std::int64_t> prefix = {m.token_ids.at("<bos>")};
+    for (auto id : I.encode(prompt)) prefix.push_back(id);
+    torch::Tensor ids = torch::tensor(prefix, torch::kLong).unsqueeze(0).repeat({count, 1}).to(I.device);
+    torch::Tensor x = torch::cat({visual, lm.run_method("embed", ids).toTensor()}, 1);
+    torch::Tensor empty = torch::zeros({m.layers, count, m.heads, 0, m.hidden_size / m.heads}, visual.options());
+    auto out = lm.forward({x, static_cast<std::int64_t>(0), empty, empty}).toTuple();
+    torch::Tensor logits = out->elements()[0].toTensor(), k = out->elements()[2].toTensor(),
+                  v = out->elements()[3].toTensor();
+    if (logits.size(2) != static_cast<std::int64_t>(m.vocab.size()))
+        return core::make_error(ErrorKind::InvalidInput, "language_model vocabulary size differs from the tokenizer");
+    const std::int64_t eos = m.token_ids.at("<eos>"), seg = m.token_ids.at("[SEG]");
+    Decoded d{std::vector<std::vector<std::int64_t>>(static_cast<size_t>(count)),
+              std::vector<std::vector<torch::Tensor>>(static_cast<size_t>(count))};
+    std::vector<bool> done(static_cast<size_t>(count), false);
+    torch::Tensor next = logits.select(1, -1).argmax(-1);
+    std::int64_t pos = x.size(1);
+    for (int step = 0; step < m.max_new_tokens; ++step) {
+        torch::Tensor next_cpu = next.to(torch::kCPU);
+        auto fed = next_cpu.accessor<std::int64_t, 1>();
+        bool all_done = true;
+        for (size_t b = 0; b < done.size(); ++b) {
+            if (!done[b]) {
+                d.tokens[b].push_back(fed[static_cast<long>(b)]);
+                done[b] = fed[static_cast<long>(b)] == eos;
+            }
+            all_done = all_done && done[b];
+        }
+        if (all_done || pos >= m.max_positions) break;
+        auto o = lm.forward({lm.run_method("embed", next.unsqueeze(1)).toTensor(), pos++, k, v}).toTuple();
+        torch::Tensor hidden = o->elements()[1].toTensor();
+        k = o->elements()[2].toTensor();
+        v = o->elements()[3].toTensor();
+        for (size_t b = 0; b < done.size(); ++b)
+            if (!done[b] && fed[static_cast<long>(b)] == seg) d.seg_hidden[b].push_back(hidden[static_cast<long>(b)][0]);
+        next = o->elements()[0].toTensor().select(1, -1).argmax(-1);
+    }
+    return d;
+}
+
+/// Text of each slice and, per [SEG], its label and mask logits from parts 3 and 5.
+std::vector<SliceAnswer> answers_with_masks(const Model::Impl& I, const Decoded& d, const torch::Tensor& pixels) {
+    const Manifest& m = I.manifest;
+    auto& proj = const_cast<torch::jit::Module&>(I.parts.at("seg_projection"));
+    auto& dec = const_cast<torch::jit::Module&>(I.parts.at("mask_decoder"));
+    const std::int64_t eos = m.token_ids.at("<eos>");
+    std::vector<SliceAnswer> answers(d.tokens.size());
+    for (size_t b = 0; b < d.tokens.size(); ++b) {
+        std::vector<std::string> words;
+        for (auto t : d.tokens[b])
+            if (t != eos && t >= 0 && t < static_cast<std::int64_t>(m.vocab.size())) words.push_back(m.vocab[static_cast<size_t>(t)]);
+        SliceAnswer& a = answers[b];
+        for (const auto& w : words) a.text += (a.text.empty() ? "" : " ") + w;
+        auto labels = parse_seg_labels(words);
+        for (size_t i = 0; i < labels.size() && i < d.seg_hidden[b].size(); ++i) {
+            torch::Tensor prompt = proj.forward({d.seg_hidden[b][i].unsqueeze(0)}).toTensor();
+            torch::Tensor logit = dec.forward({pixels.narrow(0, static_cast<long>(b), 1), prompt}).toTensor()
+                                      .reshape({m.mask_size * m.mask_size}).to(torch::kCPU).contiguous();
+            a.masks.emplace_back(labels[i], std::vector<float>(logit.data_ptr<float>(), logit.data_ptr<float>() + logit.numel()));
+        }
+    }
+    return answers;
+}
+
+core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& images, int count,
+                                                  const std::string& prompt, StageSeconds* seconds) const {
+    const int s = m_impl->manifest.input_size;
     if (count <= 0 || images.size() != static_cast<size_t>(count) * s * s)
         return core::make_error(ErrorKind::InvalidInput, "run(): image buffer does not match count x input_size^2");
+    StageSeconds local;
+    StageSeconds& st = seconds ? *seconds : local;
     try {
         c10::InferenceMode guard;
-        auto& lm = const_cast<torch::jit::Module&>(I.parts.at("language_model"));
-        auto call = [&](const char* part, std::vector<torch::jit::IValue> in) {
-            return const_cast<torch::jit::Module&>(I.parts.at(part)).forward(std::move(in));
-        };
         auto t0 = std::chrono::steady_clock::now();
         torch::Tensor img = torch::from_blob(const_cast<float*>(images.data()), {count, 1, s, s}, torch::kFloat32)
-                                .to(I.device);
-        auto vis_out = call("vision_encoder", {img}).toTuple();
-        torch::Tensor vis = vis_out->elements()[0].toTensor();
-        torch::Tensor pix = call("grounding_encoder", {img}).toTensor();
-        if (vis.dim() != 3 || vis.size(1) != m.visual_tokens || vis.size(2) != m.hidden_size)
-            return core::make_error(ErrorKind::InvalidInput, "vision_encoder output shape differs from model.json");
-        if (pix.dim() != 4 || pix.size(2) != m.mask_size || pix.size(3) != m.mask_size)
-            return core::make_error(ErrorKind::InvalidInput, "grounding_encoder output shape differs from model.json");
-        if (seconds) seconds->vision += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
+                                .to(m_impl->device);
+        auto features = encode_images(*m_impl, img);
+        if (!features) return features.error();
+        st.vision += since(t0);
         auto t1 = std::chrono::steady_clock::now();
-        std::vector<std::int64_t> prefix = {m.token_ids.at("<bos>")};
-        for (auto id : I.encode(prompt_template)) prefix.push_back(id);
-        torch::Tensor ids = torch::tensor(prefix, torch::kLong).unsqueeze(0).repeat({count, 1}).to(I.device);
-        torch::Tensor x = torch::cat({vis, lm.run_method("embed", ids).toTensor()}, 1);
-        torch::Tensor empty = torch::zeros({m.layers, count, heads, 0, dh}, vis.options());
-        auto out = lm.forward({x, static_cast<std::int64_t>(0), empty, empty}).toTuple();
-        std::int64_t pos = x.size(1);
-        torch::Tensor logits = out->elements()[0].toTensor(), k = out->elements()[2].toTensor(),
-                      v = out->elements()[3].toTensor();
-        if (logits.size(2) != static_cast<std::int64_t>(m.vocab.size()))
-            return core::make_error(ErrorKind::InvalidInput, "language_model vocabulary size differs from the tokenizer");
-        torch::Tensor next = logits.select(1, -1).argmax(-1);
-        const std::int64_t eos = m.token_ids.at("<eos>"), seg = m.token_ids.at("[SEG]");
-        std::vector<std::vector<std::int64_t>> tokens(static_cast<size_t>(count));
-        std::vector<std::vector<torch::Tensor>> seg_hidden(static_cast<size_t>(count));
-        std::vector<bool> done(static_cast<size_t>(count), false);
-        for (int step = 0; step < m.max_new_tokens; ++step) {
-            auto next_cpu = next.to(torch::kCPU);
-            bool all_done = true;
-            for (int b = 0; b < count; ++b) {
-                if (!done[static_cast<size_t>(b)]) {
-                    std::int64_t t = next_cpu[b].item<std::int64_t>();
-                    tokens[static_cast<size_t>(b)].push_back(t);
-                    done[static_cast<size_t>(b)] = t == eos;
-                }
-                all_done = all_done && done[static_cast<size_t>(b)];
-            }
-            if (all_done || pos >= m.max_positions) break;
-            torch::Tensor e = lm.run_method("embed", next.unsqueeze(1)).toTensor();
-            auto o = lm.forward({e, pos, k, v}).toTuple();
-            ++pos;
-            torch::Tensor hidden = o->elements()[1].toTensor();
-            k = o->elements()[2].toTensor();
-            v = o->elements()[3].toTensor();
-            for (int b = 0; b < count; ++b)
-                if (!done[static_cast<size_t>(b)] && next_cpu[b].item<std::int64_t>() == seg)
-                    seg_hidden[static_cast<size_t>(b)].push_back(hidden[b][0]);
-            next = o->elements()[0].toTensor().select(1, -1).argmax(-1);
-        }
-        if (seconds) seconds->decode += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-
+        auto decoded = decode(*m_impl, features->visual, prompt);
+        if (!decoded) return decoded.error();
+        st.decode += since(t1);
         auto t2 = std::chrono::steady_clock::now();
-        std::vector<SliceAnswer> answers(static_cast<size_t>(count));
-        for (int b = 0; b < count; ++b) {
-            std::vector<std::string> words;
-            for (auto t : tokens[static_cast<size_t>(b)])
-                if (t != eos && t >= 0 && t < static_cast<std::int64_t>(m.vocab.size())) words.push_back(m.vocab[static_cast<size_t>(t)]);
-            SliceAnswer& a = answers[static_cast<size_t>(b)];
-            for (const auto& w : words) a.text += (a.text.empty() ? "" : " ") + w;
-            auto labels = parse_seg_labels(words);
-            for (size_t i = 0; i < labels.size() && i < seg_hidden[static_cast<size_t>(b)].size(); ++i) {
-                torch::Tensor prompt = call("seg_projection", {seg_hidden[static_cast<size_t>(b)][i].unsqueeze(0)}).toTensor();
-                torch::Tensor logit = call("mask_decoder", {pix.narrow(0, b, 1), prompt}).toTensor()
-                                          .reshape({m.mask_size * m.mask_size}).to(torch::kCPU).contiguous();
-                a.masks.emplace_back(labels[i], std::vector<float>(logit.data_ptr<float>(), logit.data_ptr<float>() + logit.numel()));
-            }
-        }
-        if (seconds) seconds->mask += std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
+        auto answers = answers_with_masks(*m_impl, decoded.value(), features->pixels);
+        st.mask += since(t2);
         return answers;
     } catch (const c10::Error& e) {
         return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());

@@ -61,8 +61,9 @@ public:
     core::Result<std::vector<SliceAnswer>> run(const std::vector<float>& images, int count,
                                                const std::string& prompt, StageSeconds* seconds = nullptr) const;
 
+    struct Impl;  // Torch state, defined in model.cpp
+
 private:
-    struct Impl;
     explicit Model(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> m_impl;
 };
