@@ -38,6 +38,11 @@ def read_segmap(path):
     return np.concatenate(out).reshape(slices, rows, cols)
 
 
+class Truth:
+    def __init__(self, region, shape, lesions):
+        self.region, self.shape, self.lesions = region, tuple(int(x) for x in shape), lesions
+
+
 def dice(a, b):
     s = a.sum() + b.sum()
     return 2.0 * (a & b).sum() / s if s else 1.0
@@ -50,8 +55,10 @@ def main():
     ap.add_argument("--studies", type=int, default=36)
     ap.add_argument("--seed", type=int, default=900000)
     ap.add_argument("--json")
+    ap.add_argument("--work", help="keep the generated studies here and reuse them on the next run")
+    ap.add_argument("--generate-only", action="store_true")
     a = ap.parse_args()
-    work = pathlib.Path(tempfile.mkdtemp(prefix="triage-eval-"))
+    work = pathlib.Path(a.work) if a.work else pathlib.Path(tempfile.mkdtemp(prefix="triage-eval-"))
     truth = {}
     regions = ["CHEST", "ABDOMEN", "HEAD"]
     for i in range(a.studies):
@@ -60,10 +67,22 @@ def main():
         region = regions[i % 3]
         n_les = [0, 1, 1, 2][i // 3 % 4]
         labels = [REGION_CLASSES[region][rng.integers(len(REGION_CLASSES[region]))] for _ in range(n_les)]
+        cache = work / "truth" / f"s{i:03d}.npz"
+        if cache.exists():
+            z = np.load(cache, allow_pickle=True)
+            truth[str(z["uid"])] = Truth(str(z["region"]), z["shape"], list(zip(z["labels"], z["diameters"], z["masks"])))
+            continue
         ph = make_phantom(seed, region, labels=labels, slices=int(rng.integers(40, 100)) if region != "HEAD" else None)
         uid = write_study(work / "in" / f"s{i:03d}", ph, seed)
-        truth[uid] = ph
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, uid=uid, region=ph.region, shape=np.array(ph.volume.shape),
+                            labels=np.array([l.label for l in ph.lesions], dtype=object),
+                            diameters=np.array([l.diameter_mm for l in ph.lesions]),
+                            masks=np.array([l.mask for l in ph.lesions], dtype=bool).reshape((-1,) + ph.volume.shape))
+        truth[uid] = Truth(ph.region, np.array(ph.volume.shape), [(l.label, l.diameter_mm, l.mask) for l in ph.lesions])
         print(f"generated {i + 1}/{a.studies}: {region} {[l.label for l in ph.lesions]}", flush=True)
+    if a.generate_only:
+        return
     cfg = work / "eval.toml"
     cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n')
     r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(work / "in"), "--out", str(work / "out"),
@@ -76,7 +95,7 @@ def main():
     dices, dices10, seconds = defaultdict(list), [], []
     for d in docs:
         ph = truth[d["study_uid"]]
-        want = {l.label for l in ph.lesions}
+        want = {label for label, _, _ in ph.lesions}
         got = {f["label"] for f in d["findings"]}
         exact += want == got
         for label in REGION_CLASSES[ph.region]:
@@ -84,15 +103,15 @@ def main():
                 (tp if label in got else fn)[label] += 1
             else:
                 (fp if label in got else tn)[label] += 1
-        seg = read_segmap(d["outputs"][0]["path"]) if d["outputs"] else np.zeros(ph.volume.shape, np.uint8)
-        for les in ph.lesions:
-            hit = np.unique(seg[les.mask])
+        seg = read_segmap(d["outputs"][0]["path"]) if d["outputs"] else np.zeros(ph.shape, np.uint8)
+        for label, diameter, mask in ph.lesions:
+            hit = np.unique(seg[mask])
             pred = np.isin(seg, hit[hit > 0])
-            dsc = dice(les.mask, pred)
-            dices[les.label].append(dsc)
-            if les.diameter_mm >= 10:
+            dsc = dice(mask, pred)
+            dices[label].append(dsc)
+            if diameter >= 10:
                 dices10.append(dsc)
-        seconds.append(d["analysis"]["seconds"]["total"] / max(1, ph.volume.shape[0]))
+        seconds.append(d["analysis"]["seconds"]["total"] / max(1, ph.shape[0]))
     result = {
         "studies": len(docs), "recognition_accuracy": exact / len(docs),
         "per_class": {l: {"sensitivity": tp[l] / max(1, tp[l] + fn[l]), "specificity": tn[l] / max(1, tn[l] + fp[l]),

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a phantom study as DICOM files (one file per slice, names in no particular order).
 
-usage: write_study.py OUT_DIR [--seed N] [--region CHEST|ABDOMEN|HEAD] [--lesions LABEL,...]
+usage: write_study.py OUT_DIR [--seed N] [--region CHEST|ABDOMEN|HEAD] [--lesions LABEL,...|none]
                       [--slices N] [--masks FILE.npz]
 """
 import argparse
@@ -82,11 +82,12 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--region", choices=["CHEST", "ABDOMEN", "HEAD"])
-    ap.add_argument("--lesions", help="comma-separated labels, e.g. 'liver tumor,kidney tumor'")
+    ap.add_argument("--lesions", help="comma-separated labels, e.g. 'liver tumor,kidney tumor'; "
+                                      "'none' for a study without lesions; default: 0-2 random ones")
     ap.add_argument("--slices", type=int)
     ap.add_argument("--masks", help="also write the lesion masks to this .npz")
     a = ap.parse_args()
-    labels = a.lesions.split(",") if a.lesions else None
+    labels = None if not a.lesions else [] if a.lesions == "none" else a.lesions.split(",")
     ph = make_phantom(a.seed, a.region, labels=labels, slices=a.slices)
     study = write_study(a.out, ph, a.seed)
     if a.masks:
