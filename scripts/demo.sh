@@ -13,9 +13,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== generating a phantom CT abdomen study with a liver tumor (tools/phantoms)"
-/usr/bin/python3 "$ROOT/tools/phantoms/write_study.py" "$WORK/study" --seed 7 --region ABDOMEN \
-  --lesions "liver tumor" --slices 48
+echo "== generating a phantom CT chest study with a lung tumor (tools/phantoms)"
+/usr/bin/python3 "$ROOT/tools/phantoms/write_study.py" "$WORK/study" --seed 7 --region CHEST \
+  --lesions "lung tumor" --slices 48
 
 BUNDLE="$ROOT/models/unibiomed-mini"
 [ -f "$BUNDLE/model.json" ] || BUNDLE=""
