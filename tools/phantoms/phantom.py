@@ -116,6 +116,19 @@ def _place_lesion(rng, label, organs, z, y, x, px, dz, taken):
     return None
 
 
+def _add_lesions(rng, labels, organs, z, y, x, px, dz, image, value_of):
+    """Places each lesion (never overlapping another) and paints it with value_of(lesion)."""
+    lesions, taken = [], np.zeros(z.shape, bool)
+    for label in labels:
+        les = _place_lesion(rng, label, organs, z, y, x, px, dz, taken)
+        if les is None:
+            continue
+        taken |= les.mask
+        image[les.mask] = value_of(les)
+        lesions.append(les)
+    return lesions
+
+
 def make_phantom(seed, region=None, n_lesions=None, labels=None, slices=None):
     """One phantom study. `labels` forces lesion classes; otherwise 0-2 random ones of the region."""
     rng = np.random.default_rng(seed)
@@ -140,19 +153,13 @@ def make_phantom(seed, region=None, n_lesions=None, labels=None, slices=None):
     for organ in ("lung_r", "lung_l", "heart", "liver", "spleen", "kidney_r", "kidney_l", "pancreas", "aorta", "bone"):
         if organ in organs:
             hu[organs[organ]] = levels[organ]
-    lesions, taken = [], np.zeros(z.shape, bool)
-    for label in labels:
-        les = _place_lesion(rng, label, organs, z, y, x, px, dz, taken)
-        if les is None:
-            continue
-        taken |= les.mask
+    def lesion_hu(les):  # every class's draw is taken, as the training data were generated
         host_hu = levels[les.host]
-        value = {"liver tumor": host_hu - rng.uniform(20, 50),
-                 "kidney tumor": host_hu + (rng.uniform(40, 80) if rng.random() < 0.5 else -rng.uniform(15, 30)),
-                 "pancreas tumor": host_hu - rng.uniform(15, 30),
-                 "lung nodule": rng.uniform(-100, 60), "lung tumor": rng.uniform(20, 50)}[label]
-        hu[les.mask] = value
-        lesions.append(les)
+        return {"liver tumor": host_hu - rng.uniform(20, 50),
+                "kidney tumor": host_hu + (rng.uniform(40, 80) if rng.random() < 0.5 else -rng.uniform(15, 30)),
+                "pancreas tumor": host_hu - rng.uniform(15, 30),
+                "lung nodule": rng.uniform(-100, 60), "lung tumor": rng.uniform(20, 50)}[les.label]
+    lesions = _add_lesions(rng, labels, organs, z, y, x, px, dz, hu, lesion_hu)
     hu += rng.normal(0, rng.uniform(8, 20), hu.shape).astype(np.float32)
     stored = np.clip(np.round(hu + 1024), -32768, 32767).astype(np.int16)
     return Phantom(region, "CT", stored, px, dz, lesions)
@@ -174,14 +181,7 @@ def _mr_head(rng, labels, slices):
     img[brain] = rng.uniform(500, 600)
     img[vent & brain] = rng.uniform(150, 220)
     organs = {"brain": brain & ~vent, "soft": brain}
-    lesions, taken = [], np.zeros(z.shape, bool)
-    for label in labels:
-        les = _place_lesion(rng, label, organs, z, y, x, px, dz, taken)
-        if les is None:
-            continue
-        taken |= les.mask
-        img[les.mask] = rng.uniform(850, 1100)
-        lesions.append(les)
+    lesions = _add_lesions(rng, labels, organs, z, y, x, px, dz, img, lambda les: rng.uniform(850, 1100))
     img += rng.normal(0, rng.uniform(10, 25), img.shape).astype(np.float32)
     stored = np.clip(np.round(img), 0, 65535).astype(np.uint16)
     return Phantom("HEAD", "MR", stored, px, dz, lesions)
