@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -276,10 +277,12 @@ core::Status StoreScp::start() {
     m_config = std::make_unique<SharedConfig>(SharedConfig{DcmSharedSCPConfig(cfg)});
     if (auto st = open_listener(); !st) return st;
     // DCMTK reads each association request from a socket we accepted ("external socket");
-    // set at initialisation, it also keeps DCMTK from opening a listener of its own.
+    // set at initialisation, it also keeps DCMTK from opening a listener of its own. It gets a
+    // placeholder socket of its own there, so that ASC_dropNetwork can never close an fd we own.
     {
         std::lock_guard lock(m_dul_mutex);
-        dcmExternalSocketHandle.set(m_listen_fd);
+        m_placeholder_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        dcmExternalSocketHandle.set(m_placeholder_fd);
         OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, m_port, 30, &m_net);
         dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
         if (c.bad()) return core::make_error(ErrorKind::Internal, std::string("ASC_initializeNetwork: ") + c.text());
@@ -425,6 +428,8 @@ void StoreScp::stop(std::chrono::seconds drain) {
     m_workers.clear();
     if (m_net) ASC_dropNetwork(&m_net);
     m_net = nullptr;
+    if (m_placeholder_fd >= 0 && ::fcntl(m_placeholder_fd, F_GETFD) != -1) ::close(m_placeholder_fd);
+    m_placeholder_fd = -1;
 }
 
 }  // namespace triage::dicom_io

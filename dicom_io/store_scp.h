@@ -73,6 +73,7 @@ private:
     std::unique_ptr<SharedConfig> m_config;
     T_ASC_Network* m_net = nullptr;
     int m_listen_fd = -1;
+    int m_placeholder_fd = -1;  // handed to DCMTK at network initialisation only
     int m_port = 0;
     std::atomic<bool> m_stop{false}, m_abort{false};
     std::atomic<int> m_active{0};
