@@ -29,12 +29,10 @@ std::string incoming_dir(const config::Config& cfg) { return cfg.node.data_dir +
 namespace {
 
 /// Files left in incoming/ by a crash: an instance indexed but not yet moved is moved into
-/// place; anything else was never acknowledged and is removed.
+/// place; anything else was never acknowledged and is removed. Looks up only those files' rows.
 void recover_incoming(const config::Config& cfg, storage::InstanceIndex& index) {
     DIR* d = ::opendir(incoming_dir(cfg).c_str());
     if (!d) return;
-    std::map<std::string, std::string> paths;
-    if (auto all = index.all_instance_paths()) paths.insert(all->begin(), all->end());
     int moved = 0, removed = 0;
     while (dirent* e = ::readdir(d)) {
         std::string name = e->d_name;
@@ -42,10 +40,10 @@ void recover_incoming(const config::Config& cfg, storage::InstanceIndex& index) 
         std::string temp = incoming_dir(cfg) + "/" + name;
         auto meta = dicom_io::read_instance_meta(temp);
         if (meta) {
-            auto it = paths.find(meta->sop_instance_uid);
-            std::string final_path = cfg.node.data_dir + "/" + NodeSink::instance_rel_path(*meta);
-            if (it != paths.end() && it->second == NodeSink::instance_rel_path(*meta) &&
-                ::access(final_path.c_str(), F_OK) != 0) {
+            std::string rel = NodeSink::instance_rel_path(*meta);
+            std::string final_path = cfg.node.data_dir + "/" + rel;
+            auto indexed = index.instance_path(meta->sop_instance_uid);
+            if (indexed && indexed.value() == rel && ::access(final_path.c_str(), F_OK) != 0) {
                 (void)core::make_dirs(final_path.substr(0, final_path.rfind('/')));
                 if (core::rename_file(temp, final_path, true)) {
                     ++moved;

@@ -181,10 +181,12 @@ core::Result<std::vector<InstanceRecord>> InstanceIndex::list_instances(const st
         });
 }
 
-core::Result<std::vector<std::pair<std::string, std::string>>> InstanceIndex::all_instance_paths() {
-    return m_db.select<std::pair<std::string, std::string>>(
-        "SELECT sop_instance_uid, file_path FROM instances", [](Statement&) {},
-        [](const Statement& r) { return std::make_pair(r.text(0), r.text(1)); });
+core::Result<std::optional<std::string>> InstanceIndex::instance_path(const std::string& sop_instance_uid) {
+    auto rows = m_db.select<std::string>("SELECT file_path FROM instances WHERE sop_instance_uid=?",
+                                         [&](Statement& s) { s.bind(1, sop_instance_uid); },
+                                         [](const Statement& r) { return r.text(0); });
+    if (!rows) return rows.error();
+    return rows->empty() ? std::optional<std::string>{} : std::optional<std::string>(rows->front());
 }
 
 }  // namespace triage::storage

@@ -37,8 +37,8 @@ public:
     core::Result<std::vector<std::string>> instance_paths(const std::string& study_uid);
     /// Every instance of a study with what series selection needs.
     core::Result<std::vector<InstanceRecord>> list_instances(const std::string& study_uid);
-    /// All (sop_instance_uid, relative path) pairs; for consistency checks.
-    core::Result<std::vector<std::pair<std::string, std::string>>> all_instance_paths();
+    /// The indexed relative path of one instance, or nullopt when it is not indexed.
+    core::Result<std::optional<std::string>> instance_path(const std::string& sop_instance_uid);
 
 private:
     core::Status upsert_study_and_series(const InstanceRecord& r, const std::string& now);

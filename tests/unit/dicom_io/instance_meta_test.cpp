@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "corpus.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/dimse_status.h"
 #include "dicom_io/header_scan.h"
@@ -12,14 +13,11 @@ using namespace triage::dicom_io;
 namespace fs = std::filesystem;
 
 namespace {
-const fs::path kCorpus = fs::path(TRIAGE_SHARED_DIR) / "data" / "dicom";
+using test::kCorpus;
 
 std::vector<fs::path> files_under(const fs::path& dir) {
-    std::vector<fs::path> out;
-    for (const auto& e : fs::recursive_directory_iterator(dir))
-        if (e.is_regular_file() && e.path().extension() != ".md" && e.path().extension() != ".tsv")
-            out.push_back(e.path());
-    return out;
+    auto files = test::corpus_files(dir, true);
+    return std::vector<fs::path>(files.begin(), files.end());
 }
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "corpus.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/volume_reader.h"
 
@@ -13,15 +14,9 @@ using namespace triage::dicom_io;
 namespace fs = std::filesystem;
 
 namespace {
-const fs::path kCorpus = fs::path(TRIAGE_SHARED_DIR) / "data" / "dicom";
+using test::kCorpus;
 
-std::vector<std::string> folder(const fs::path& dir) {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_regular_file()) out.push_back(e.path().string());
-    std::sort(out.begin(), out.end());
-    return out;
-}
+std::vector<std::string> folder(const fs::path& dir) { return test::corpus_files(dir, false); }
 
 std::vector<std::vector<float>> pixels(const fs::path& f) {
     auto p = read_pixels(f.string());

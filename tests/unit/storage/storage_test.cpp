@@ -236,3 +236,11 @@ TEST_F(StorageTest, AnalysisIsSavedReplacedOnRerunAndReadBack) {
     EXPECT_FALSE(store.latest("9.9").value());
 }
 }  // namespace
+
+namespace {
+TEST_F(StorageTest, InstancePathOfOneInstance) {
+    ASSERT_TRUE(index->record_instance(instance("4.1", "4.1.1"), "T"));
+    EXPECT_EQ(index->instance_path("4.1.1").value(), std::optional<std::string>("instances/4.1.1.dcm"));
+    EXPECT_FALSE(index->instance_path("4.1.9").value());
+}
+}  // namespace
