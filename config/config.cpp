@@ -54,6 +54,16 @@ public:
         out = static_cast<int>(v);
     }
 
+    void get(const toml::table& t, const std::string& prefix, const char* key, double& out) {
+        if (const toml::node* n = t.get(key)) {
+            if (auto v = n->value<double>(); v && (n->is_floating_point() || n->is_integer())) {
+                out = *v;
+            } else {
+                problem(prefix + key, "must be a number");
+            }
+        }
+    }
+
     void get_strings(const toml::table& t, const std::string& prefix, const char* key,
                      std::vector<std::string>& out) {
         const toml::node* n = t.get(key);
@@ -204,7 +214,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         return out;
     }
     Config& c = out.config;
-    r.check_keys(root, "", {"node", "ingest", "model", "destination", "api"});
+    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "api"});
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
@@ -215,6 +225,18 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         r.get(*t, "model.", "threads", c.model.threads);
     }
     if (const toml::node* n = root.get("destination")) read_destinations(r, *n, c.destinations);
+    if (auto* t = r.section(root, "delivery")) {
+        DeliveryConfig& d = c.delivery;
+        r.check_keys(*t, "delivery.", {"retry_base_seconds", "retry_max_seconds", "max_attempts", "timeout_seconds"});
+        r.get(*t, "delivery.", "retry_base_seconds", d.retry_base_seconds);
+        r.get(*t, "delivery.", "retry_max_seconds", d.retry_max_seconds);
+        r.get(*t, "delivery.", "max_attempts", d.max_attempts);
+        r.get(*t, "delivery.", "timeout_seconds", d.timeout_seconds);
+        if (d.retry_base_seconds <= 0) r.problem("delivery.retry_base_seconds", "must be > 0");
+        if (d.retry_max_seconds < d.retry_base_seconds) r.problem("delivery.retry_max_seconds", "must be >= retry_base_seconds");
+        if (d.max_attempts < 1) r.problem("delivery.max_attempts", "must be >= 1");
+        if (d.timeout_seconds < 1) r.problem("delivery.timeout_seconds", "must be >= 1");
+    }
     if (auto* t = r.section(root, "api")) {
         r.check_keys(*t, "api.", {"listen"});
         r.get(*t, "api.", "listen", c.api.listen);

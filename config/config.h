@@ -44,6 +44,14 @@ struct Destination {
     std::vector<std::string> send = {"seg", "sr"};
 };
 
+/// Retries of deliveries to destinations: exponential backoff with jitter, then a dead letter.
+struct DeliveryConfig {
+    double retry_base_seconds = 10;   // wait after the first transient failure; doubles each time
+    double retry_max_seconds = 600;   // cap of the wait
+    int max_attempts = 20;            // attempts before a delivery is marked failed
+    int timeout_seconds = 30;         // connect and DIMSE timeout
+};
+
 struct ApiConfig {
     std::string listen = "127.0.0.1:8080";
 };
@@ -54,6 +62,7 @@ struct Config {
     IngestConfig ingest;
     ModelConfig model;
     std::vector<Destination> destinations;
+    DeliveryConfig delivery;
     ApiConfig api;
 };
 

@@ -6,6 +6,11 @@
 
 namespace triage::core {
 
+/// A coded concept (Code Sequence Macro): e.g. {"SCT", "10200004", "Liver"}.
+struct CodedConcept {
+    std::string scheme, value, meaning;
+};
+
 struct Finding {
     std::string label;        // model vocabulary text, e.g. "liver tumor"
     std::string series_uid;

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/segment_map.h"
 #include "daemon/study_analysis.h"
+#include "daemon/study_outputs.h"
 
 namespace triage::daemon {
 
@@ -48,6 +49,7 @@ void AnalysisWorker::loop() {
             TRIAGE_LOG_ERROR("db", "job={} could not be closed: {}", j.id, f.error().message);
         if (st) {
             TRIAGE_LOG_INFO("pipeline", "job={} study={} done", j.id, j.study_uid);
+            if (m_on_results) m_on_results();
         } else {
             TRIAGE_LOG_ERROR("pipeline", "job={} study={} failed: {}", j.id, j.study_uid, st.error().message);
         }
@@ -56,6 +58,8 @@ void AnalysisWorker::loop() {
 }
 
 core::Status AnalysisWorker::process(const storage::JobRecord& job) {
+    // Results saved but the job not closed (a crash in between): close it, never redo the outputs.
+    if (auto saved = m_results.has_results(job.id); !saved || saved.value()) return saved ? core::Status{} : saved.error();
     auto instances = m_index.list_instances(job.study_uid);
     if (!instances) return instances.error();
     std::vector<SeriesInput> series;
@@ -96,6 +100,14 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
     }
     r.series = study->series;
     r.findings = study->findings;
+    std::string out_rel = "outputs/" + job.study_uid + "/job" + std::to_string(job.id);
+    std::string out_dir = m_cfg.node.data_dir + "/" + out_rel;
+    if (auto st = core::make_dirs(out_dir); !st) return st;
+    auto outputs = write_study_outputs(study.value(), series, m, make_producer(m, m_cfg.node.ae_title, m_device_uid),
+                                       out_dir, m_cfg.destinations);
+    if (!outputs) return outputs.error();
+    for (auto& o : outputs.value()) o.path = out_rel + o.path.substr(out_dir.size());
+    r.outputs = std::move(outputs.value());
     return m_results.save(r);
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // The one inference worker: claims queued jobs (highest priority, oldest first), analyzes the
-// study, stores segment maps and results, and moves the job to done or failed. Owns no model:
+// study, writes segment maps and the DICOM outputs (SEG, SR), stores results, outputs and pending
+// deliveries in one transaction, and moves the job to done or failed. Owns no model:
 // the loaded Model is shared and immutable.
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -19,8 +21,11 @@ namespace triage::daemon {
 class AnalysisWorker {
 public:
     AnalysisWorker(const config::Config& cfg, storage::InstanceIndex& index, storage::JobQueue& jobs,
-                   storage::AnalysisStore& results, const pipeline::Model& model)
-        : m_cfg(cfg), m_index(index), m_jobs(jobs), m_results(results), m_model(model) {}
+                   storage::AnalysisStore& results, const pipeline::Model& model, std::string device_uid)
+        : m_cfg(cfg), m_index(index), m_jobs(jobs), m_results(results), m_model(model),
+          m_device_uid(std::move(device_uid)) {}
+    /// Called after a job's results and outputs are saved (to wake the senders). Before start().
+    void on_results(std::function<void()> fn) { m_on_results = std::move(fn); }
     ~AnalysisWorker() { stop(); }
     void start();
     /// Wakes the worker (a job was queued).
@@ -38,6 +43,8 @@ private:
     storage::JobQueue& m_jobs;
     storage::AnalysisStore& m_results;
     const pipeline::Model& m_model;
+    std::string m_device_uid;
+    std::function<void()> m_on_results;
     std::atomic<bool> m_stop{false}, m_busy{false};
     std::mutex m_mutex;
     std::condition_variable m_cv;

@@ -7,18 +7,22 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
 #include "core/log.h"
 #include "daemon/analysis_worker.h"
 #include "daemon/completion_monitor.h"
+#include "daemon/delivery_worker.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
+#include "dicom_io/outputs.h"
 #include "dicom_io/store_scp.h"
 #include "pipeline/model.h"
 #include "storage/analysis_store.h"
 #include "storage/database.h"
+#include "storage/delivery_queue.h"
 #include "storage/job_queue.h"
 
 namespace triage::daemon {
@@ -70,6 +74,19 @@ core::Result<int> prepare_data_dir(const config::Config& cfg) {
         return core::make_error(core::ErrorKind::Permanent,
                                 "another triaged uses data_dir " + cfg.node.data_dir);
     return fd;
+}
+
+/// The node's device UID (SR device observer), made once and kept in data_dir/device-uid.
+core::Result<std::string> node_device_uid(const config::Config& cfg) {
+    std::string path = cfg.node.data_dir + "/device-uid";
+    std::string uid;
+    if (std::ifstream in(path); in && std::getline(in, uid) && !uid.empty()) return uid;
+    uid = dicom_io::new_uid();
+    std::string part = path + ".part";
+    if (!(std::ofstream(part) << uid << "\n"))
+        return core::make_error(core::ErrorKind::Permanent, "cannot write " + part);
+    if (auto st = core::rename_file(part, path, true); !st) return st.error();
+    return uid;
 }
 
 void audit_simple(storage::AuditLog& audit, const std::string& event, nlohmann::json detail) {
@@ -164,10 +181,25 @@ int run_node(const config::Config& cfg) {
         return 1;
     }
     storage::AnalysisStore results(**db, audit, clock);
+    storage::DeliveryQueue deliveries(**db, audit, clock);
+    std::vector<std::unique_ptr<DeliveryWorker>> senders;
+    for (const auto& d : cfg.destinations) {
+        senders.push_back(std::make_unique<DeliveryWorker>(d, cfg.delivery, cfg.node.ae_title, cfg.node.data_dir,
+                                                           deliveries, clock));
+        senders.back()->start();
+    }
     std::unique_ptr<pipeline::Model> model = load_model(cfg);
     std::unique_ptr<AnalysisWorker> worker;
     if (model) {
-        worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model);
+        auto device_uid = node_device_uid(cfg);
+        if (!device_uid) {
+            TRIAGE_LOG_ERROR("app", "{}", device_uid.error().message);
+            return 1;
+        }
+        worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model, device_uid.value());
+        worker->on_results([&] {
+            for (auto& s : senders) s->notify();
+        });
         worker->start();
     }
     CompletionMonitor monitor(index, jobs, clock,
@@ -186,6 +218,7 @@ int run_node(const config::Config& cfg) {
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
     scp.stop(std::chrono::seconds(10));
     if (worker) worker->stop();  // the running analysis finishes; queued jobs wait for the next start
+    for (auto& s : senders) s->stop();  // pending deliveries resume at the next start
     audit_simple(audit, "node_stopped", nlohmann::json::object());
     TRIAGE_LOG_INFO("app", "stopped cleanly");
     return 0;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
@@ -13,6 +14,7 @@
 #include "daemon/app.h"
 #include "daemon/offline_analyze.h"
 #include "daemon/study_json.h"
+#include "dicom_io/store_scu.h"
 #include "storage/audit_log.h"
 #include "storage/database.h"
 #include "storage/instance_index.h"
@@ -44,6 +46,8 @@ struct Ctx {
     std::unique_ptr<storage::InstanceIndex> index;
     std::unique_ptr<storage::JobQueue> jobs;
     std::unique_ptr<storage::AnalysisStore> results;
+    std::unique_ptr<storage::DeliveryQueue> deliveries;
+    config::Config config;
     bool json_out = false;
 };
 
@@ -84,7 +88,7 @@ int cmd_studies(Ctx& c, bool worklist) {
 }
 
 int cmd_study(Ctx& c, const std::string& uid) {
-    auto detail = study_detail_json(*c.index, *c.jobs, *c.results, uid);
+    auto detail = study_detail_json({*c.index, *c.jobs, *c.results, *c.deliveries, c.config.node.data_dir}, uid);
     if (!detail) return fail(detail.error());
     const json& d = detail.value();
     if (c.json_out) {
@@ -113,6 +117,15 @@ int cmd_study(Ctx& c, const std::string& uid) {
         std::printf("  #%lld v%d %-8s attempts=%d %s\n", j["id"].get<long long>(), j["version"].get<int>(),
                     j["state"].get<std::string>().c_str(), j["attempts"].get<int>(),
                     j["error"].is_null() ? "" : j["error"].get<std::string>().c_str());
+    std::printf("outputs:\n");
+    for (const auto& o : d["outputs"])
+        std::printf("  %-3s %s  %s\n", o["kind"].get<std::string>().c_str(), o["sop_instance_uid"].get<std::string>().c_str(),
+                    o["path"].get<std::string>().c_str());
+    std::printf("deliveries:\n");
+    for (const auto& x : d["deliveries"])
+        std::printf("  %-12s %-3s %-7s attempts=%d %s\n", x["destination"].get<std::string>().c_str(),
+                    x["kind"].get<std::string>().c_str(), x["state"].get<std::string>().c_str(), x["attempts"].get<int>(),
+                    x["last_error"].is_null() ? "" : x["last_error"].get<std::string>().c_str());
     std::string report = d["report"].get<std::string>();
     std::printf("report:\n  %s\n", report.empty() ? "(not analyzed yet)" : report.c_str());
     return kCtlOk;
@@ -163,6 +176,40 @@ int cmd_enqueue(Ctx& c, const std::string& uid, bool force_complete) {
     return kCtlOk;
 }
 
+int cmd_retry(Ctx& c, const std::optional<std::string>& destination) {
+    if (destination && std::none_of(c.config.destinations.begin(), c.config.destinations.end(),
+                                    [&](const auto& d) { return d.name == *destination; })) {
+        std::fprintf(stderr, "triagectl: no destination named '%s' in the config\n", destination->c_str());
+        return kCtlNotFound;
+    }
+    auto n = c.deliveries->retry_failed(destination);
+    if (!n) return fail(n.error());
+    if (c.json_out) {
+        std::cout << json{{"requeued", n.value()}}.dump(2) << "\n";
+    } else {
+        std::printf("%d failed deliver%s re-queued\n", n.value(), n.value() == 1 ? "y" : "ies");
+    }
+    return kCtlOk;
+}
+
+int cmd_echo(const config::Config& cfg, const std::string& name, bool json_out) {
+    auto d = std::find_if(cfg.destinations.begin(), cfg.destinations.end(), [&](const auto& x) { return x.name == name; });
+    if (d == cfg.destinations.end()) {
+        std::fprintf(stderr, "triagectl: no destination named '%s' in the config\n", name.c_str());
+        return kCtlNotFound;
+    }
+    auto st = dicom_io::echo({d->ae_title, d->host, cfg.node.ae_title, d->port, cfg.delivery.timeout_seconds});
+    if (json_out) {
+        json out{{"destination", name}, {"ok", st.ok()}};
+        if (!st) out["error"] = st.error().message;
+        std::cout << out.dump(2) << "\n";
+    } else if (st) {
+        std::printf("%s (%s@%s:%d): C-ECHO ok\n", name.c_str(), d->ae_title.c_str(), d->host.c_str(), d->port);
+    }
+    if (!st) return fail(st.error());
+    return kCtlOk;
+}
+
 int cmd_analyze(const std::string& config_path, const std::string& dir, const std::string& out_dir, bool json_out) {
     auto loaded = config::load_config(config_path);
     if (!loaded.ok()) {
@@ -184,20 +231,28 @@ int cmd_analyze(const std::string& config_path, const std::string& dir, const st
     return kCtlOk;
 }
 
-int open_ctx(const std::string& config_path, Ctx& c) {
+int load(const std::string& config_path, Ctx& c) {
     auto loaded = config::load_config(config_path);
     if (!loaded.ok()) {
         for (const auto& p : loaded.problems)
             std::fprintf(stderr, "triagectl: config %s: %s\n", p.key.c_str(), p.message.c_str());
         return kCtlFailed;
     }
-    auto db = storage::Database::open_existing(database_path(loaded.config));
+    c.config = loaded.config;
+    return kCtlOk;
+}
+
+int open_ctx(const std::string& config_path, Ctx& c) {
+    if (int rc = load(config_path, c); rc != kCtlOk) return rc;
+    const config::Config& cfg = c.config;
+    auto db = storage::Database::open_existing(database_path(cfg));
     if (!db) return fail(db.error());
     c.db = std::move(db.value());
     c.audit = std::make_unique<storage::AuditLog>(*c.db, c.clock);
     c.index = std::make_unique<storage::InstanceIndex>(*c.db, *c.audit, c.clock);
     c.jobs = std::make_unique<storage::JobQueue>(*c.db, *c.audit, c.clock);
     c.results = std::make_unique<storage::AnalysisStore>(*c.db, *c.audit, c.clock);
+    c.deliveries = std::make_unique<storage::DeliveryQueue>(*c.db, *c.audit, c.clock);
     return kCtlOk;
 }
 
@@ -205,6 +260,7 @@ int open_ctx(const std::string& config_path, Ctx& c) {
 
 int run_ctl(const std::vector<std::string>& args) {
     std::string config_path, since, out_dir;
+    std::optional<std::string> destination;
     std::vector<std::string> positional;
     Ctx c;
     for (size_t i = 0; i < args.size(); ++i) {
@@ -215,12 +271,14 @@ int run_ctl(const std::vector<std::string>& args) {
             c.json_out = true;
         } else if (a == "--since" && i + 1 < args.size()) {
             since = args[++i];
+        } else if (a == "--destination" && i + 1 < args.size()) {
+            destination = args[++i];
         } else if (a == "--out" && i + 1 < args.size()) {
             out_dir = args[++i];
         } else if (a == "-h" || a == "--help") {
             std::fputs(kUsage, stdout);
             return kCtlOk;
-        } else if (a.rfind("--", 0) == 0 && a != "--destination") {
+        } else if (a.rfind("--", 0) == 0) {
             std::fprintf(stderr, "triagectl: unknown option %s\n%s", a.c_str(), kUsage);
             return kCtlUsage;
         } else {
@@ -236,21 +294,23 @@ int run_ctl(const std::vector<std::string>& args) {
     bool known = (cmd == "studies" || cmd == "worklist" || cmd == "audit") ? want(1)
                  : (cmd == "study" || cmd == "complete" || cmd == "reprocess") ? want(2)
                  : cmd == "analyze" ? (want(2) && !out_dir.empty())
-                 : (cmd == "retry" || cmd == "echo");
+                 : cmd == "retry" ? want(1)
+                 : cmd == "echo" ? want(2) : false;
     if (!known) {
         std::fprintf(stderr, "triagectl: bad command line for '%s'\n%s", cmd.c_str(), kUsage);
         return kCtlUsage;
     }
     if (cmd == "analyze") return cmd_analyze(config_path, positional[1], out_dir, c.json_out);
-    if (cmd == "retry" || cmd == "echo") {
-        std::fprintf(stderr, "triagectl: '%s' is not available yet in this build (see docs/)\n", cmd.c_str());
-        return kCtlFailed;
+    if (cmd == "echo") {
+        if (int rc = load(config_path, c); rc != kCtlOk) return rc;
+        return cmd_echo(c.config, positional[1], c.json_out);
     }
     if (int rc = open_ctx(config_path, c); rc != kCtlOk) return rc;
     if (cmd == "studies") return cmd_studies(c, false);
     if (cmd == "worklist") return cmd_studies(c, true);
     if (cmd == "study") return cmd_study(c, positional[1]);
     if (cmd == "audit") return cmd_audit(c, since);
+    if (cmd == "retry") return cmd_retry(c, destination);
     return cmd_enqueue(c, positional[1], cmd == "complete");
 }
 

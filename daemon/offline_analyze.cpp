@@ -9,6 +9,7 @@
 #include "core/segment_map.h"
 #include "daemon/study_analysis.h"
 #include "daemon/study_json.h"
+#include "daemon/study_outputs.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/instance_meta.h"
 
@@ -69,14 +70,20 @@ core::Result<json> analyze_folder(const config::Config& cfg, const std::string& 
         json d{{"study_uid", uid}, {"patient_id", s.first.patient_id}, {"accession", s.first.accession},
                {"state", "done"}, {"jobs", json::array()}, {"outputs", json::array()}, {"deliveries", json::array()},
                {"priority_level", nullptr}, {"priority_score", nullptr}};
+        d["segment_maps"] = json::array();
         for (size_t k = 0; k < a->analyses.size(); ++k) {
             const auto& v = a->volumes[k];
             std::string path = study_dir + "/" + v.series_uid + ".segmap";
             if (auto st = core::write_segment_map(path, {v.columns, v.rows, v.slices, a->analyses[k].segments}); !st)
                 return st.error();
-            d["outputs"].push_back({{"kind", "segmap"}, {"series_uid", v.series_uid}, {"path", path}});
+            d["segment_maps"].push_back({{"series_uid", v.series_uid}, {"path", path}});
         }
-        put_analysis(d, r);
+        const auto& manifest = model.value()->manifest();
+        auto outputs = write_study_outputs(a.value(), series, manifest,
+                                           make_producer(manifest, cfg.node.ae_title, dicom_io::new_uid()), study_dir, {});
+        if (!outputs) return outputs.error();
+        r.outputs = std::move(outputs.value());
+        put_analysis(d, r, "");
         std::ofstream(study_dir + "/report.json") << d.dump(2) << "\n";
         docs.push_back(d);
     }

@@ -34,7 +34,7 @@ core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series
                 for (const auto& f : a->findings) {
                     storage::StoredFinding sf{f, "", ""};
                     for (const auto& l : model.manifest().labels)
-                        if (l.text == f.label) sf.code = l.type_code, sf.site_code = l.region_code;
+                        if (l.text == f.label) sf.code = l.type.value, sf.site_code = l.region.value;
                     out.findings.push_back(sf);
                 }
                 volume->voxels.clear();

@@ -69,7 +69,7 @@ void sort_worklist(json& studies) {
     });
 }
 
-void put_analysis(json& d, const storage::AnalysisRecord& a) {
+void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& data_dir) {
     d["findings"] = json::array();
     for (const auto& sf : a.findings) {
         const core::Finding& f = sf.finding;
@@ -85,6 +85,11 @@ void put_analysis(json& d, const storage::AnalysisRecord& a) {
     d["analysis"] = {{"job_id", a.job_id}, {"created_at", a.created_at}, {"region", a.region},
                      {"seconds", {{"total", a.seconds_total}, {"preprocess", a.seconds_preprocess},
                                   {"vision", a.seconds_vision}, {"decode", a.seconds_decode}, {"mask", a.seconds_mask}}}};
+    d["outputs"] = json::array();
+    for (const auto& o : a.outputs)
+        d["outputs"].push_back({{"kind", o.kind}, {"sop_instance_uid", o.sop_instance_uid},
+                                {"path", data_dir.empty() ? o.path : data_dir + "/" + o.path},
+                                {"series_uid", o.series_uid}, {"frames", o.frames}});
     if (!d.contains("series")) d["series"] = json::array();
     for (const auto& r : a.series) {
         json* entry = nullptr;
@@ -100,8 +105,21 @@ void put_analysis(json& d, const storage::AnalysisRecord& a) {
     }
 }
 
-core::Result<json> study_detail_json(storage::InstanceIndex& index, storage::JobQueue& jobs,
-                                     storage::AnalysisStore& results, const std::string& study_uid) {
+json delivery_json(const storage::Delivery& x) {
+    return {{"destination", x.destination},
+            {"kind", x.kind},
+            {"sop_instance_uid", x.sop_instance_uid},
+            {"state", x.state},
+            {"attempts", x.attempts},
+            {"last_status", x.last_status ? json(*x.last_status) : json(nullptr)},
+            {"last_error", x.last_error.empty() ? json(nullptr) : json(x.last_error)},
+            {"next_attempt_at", x.state == "pending" ? json(x.next_attempt_at) : json(nullptr)},
+            {"updated_at", x.updated_at}};
+}
+
+core::Result<json> study_detail_json(const StateViews& v, const std::string& study_uid) {
+    storage::InstanceIndex& index = v.index;
+    storage::JobQueue& jobs = v.jobs;
     auto study = index.get_study(study_uid);
     if (!study) return study.error();
     auto series = index.list_series(study_uid);
@@ -124,12 +142,14 @@ core::Result<json> study_detail_json(storage::InstanceIndex& index, storage::Job
     d["findings"] = json::array();
     d["report"] = "";
     d["model"] = nullptr;
-    // SEG/SR outputs and their delivery come with the outputs work (issue 4).
     d["outputs"] = json::array();
     d["deliveries"] = json::array();
-    auto analysis = results.latest(study_uid);
+    auto analysis = v.results.latest(study_uid);
     if (!analysis) return analysis.error();
-    if (analysis.value()) put_analysis(d, *analysis.value());
+    if (analysis.value()) put_analysis(d, *analysis.value(), v.data_dir);
+    auto deliveries = v.deliveries.for_study(study_uid);
+    if (!deliveries) return deliveries.error();
+    for (const auto& x : deliveries.value()) d["deliveries"].push_back(delivery_json(x));
     return d;
 }
 

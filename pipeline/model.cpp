@@ -55,9 +55,11 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         for (auto& [task, list] : j.at("prompts").items()) m.prompts[task] = list.get<std::vector<std::string>>();
         if (!m.prompts.count("recognition")) return bad("model.json prompts", "no \"recognition\" prompt");
         for (const auto& l : j.at("labels")) {
-            m.labels.push_back({l.at("text"), l.at("category").at("code"), l.at("category").at("meaning"),
-                                l.at("type").at("code"), l.at("type").at("meaning"), l.at("region").at("code"),
-                                l.at("region").at("meaning")});
+            auto code = [&](const char* key) -> core::CodedConcept {
+                const json& c = l.at(key);
+                return {c.at("scheme"), c.at("code"), c.at("meaning")};
+            };
+            m.labels.push_back({l.at("text"), code("category"), code("type"), code("region")});
         }
         const json& ct = j.at("preprocessing").at("CT");
         for (auto& [region, w] : ct.at("windows").items()) m.ct_windows[region] = {w.at(0), w.at(1)};

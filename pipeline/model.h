@@ -7,13 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "core/analysis.h"
 #include "core/result.h"
 
 namespace triage::pipeline {
 
 struct LabelInfo {
     std::string text;
-    std::string category_code, category_meaning, type_code, type_meaning, region_code, region_meaning;
+    core::CodedConcept category, type, region;  // SNOMED CT codes of the SEG segment and SR finding
 };
 
 struct Manifest {

@@ -10,12 +10,6 @@ using nlohmann::json;
 Status AnalysisStore::save(const AnalysisRecord& r) {
     std::string now = core::format_iso8601(m_clock.now());
     return m_db.transact([&]() -> Status {
-        for (const char* sql : {"DELETE FROM findings WHERE job_id=?", "DELETE FROM series_results WHERE job_id=?",
-                                "DELETE FROM analyses WHERE job_id=?"}) {
-            Statement& d = m_db.prepare(sql);
-            d.bind(1, r.job_id);
-            if (auto x = d.run(); !x) return x.error();
-        }
         Statement& a = m_db.prepare(
             "INSERT INTO analyses(job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,"
             "report_impression,seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at)"
@@ -47,6 +41,30 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
             q.bind(15, f.side).bind(16, f.description);
             if (auto x = q.run(); !x) return x.error();
         }
+        for (const auto& o : r.outputs) {
+            Statement& q = m_db.prepare(
+                "INSERT INTO outputs(job_id,study_uid,kind,series_uid,source_series_uid,sop_class_uid,sop_instance_uid,"
+                "path,frames,created_at) VALUES(?,?,?,?,?,?,?,?,?,?)");
+            q.bind(1, r.job_id).bind(2, r.study_uid).bind(3, o.kind).bind(4, o.series_uid);
+            o.source_series_uid.empty() ? q.bind_null(5) : q.bind(5, o.source_series_uid);
+            q.bind(6, o.sop_class_uid).bind(7, o.sop_instance_uid).bind(8, o.path).bind(9, o.frames).bind(10, now);
+            if (auto x = q.run(); !x) return x.error();
+            std::int64_t output_id = sqlite3_last_insert_rowid(m_db.handle());
+            for (const auto& d : o.destinations) {
+                Statement& dq = m_db.prepare(
+                    "INSERT INTO deliveries(output_id,destination,state,next_attempt_at,updated_at) VALUES(?,?,'pending',?,?)");
+                dq.bind(1, output_id).bind(2, d).bind(3, now).bind(4, now);
+                if (auto x = dq.run(); !x) return x.error();
+            }
+            AuditEvent e;
+            e.time = now;
+            e.event = "output_written";
+            e.study_uid = r.study_uid;
+            e.sop_instance_uid = o.sop_instance_uid;
+            e.job_id = r.job_id;
+            e.detail = json{{"kind", o.kind}, {"path", o.path}, {"frames", o.frames}, {"destinations", o.destinations}}.dump();
+            if (auto x = m_audit.append_in_tx(std::move(e)); !x) return x;
+        }
         AuditEvent e;
         e.time = now;
         e.event = "analysis_saved";
@@ -56,6 +74,14 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
                         {"findings", r.findings.size()}}.dump();
         return m_audit.append_in_tx(std::move(e));
     });
+}
+
+core::Result<bool> AnalysisStore::has_results(std::int64_t job_id) {
+    auto n = m_db.select<std::int64_t>("SELECT count(*) FROM analyses WHERE job_id=?",
+                                       [&](Statement& s) { s.bind(1, job_id); },
+                                       [](const Statement& s) { return s.integer(0); });
+    if (!n) return n.error();
+    return n->front() > 0;
 }
 
 core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::string& study_uid) {
@@ -120,6 +146,16 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
         });
     if (!findings) return findings.error();
     r.findings = std::move(findings.value());
+    auto outputs = m_db.select<OutputRecord>(
+        "SELECT id,kind,series_uid,source_series_uid,sop_class_uid,sop_instance_uid,path,frames FROM outputs "
+        "WHERE job_id=? ORDER BY id",
+        [&](Statement& s) { s.bind(1, r.job_id); },
+        [](const Statement& s) {
+            return OutputRecord{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6),
+                                static_cast<int>(s.integer(7)), {}};
+        });
+    if (!outputs) return outputs.error();
+    r.outputs = std::move(outputs.value());
     return std::optional<AnalysisRecord>(std::move(r));
 }
 

@@ -26,6 +26,16 @@ struct StoredFinding {
     std::string code, site_code;
 };
 
+/// A DICOM object written for a job (SEG or SR) and where it is to be delivered.
+struct OutputRecord {
+    std::int64_t id = 0;
+    std::string kind;  // seg | sr
+    std::string series_uid, source_series_uid, sop_class_uid, sop_instance_uid;
+    std::string path;  // relative to data_dir
+    int frames = 0;
+    std::vector<std::string> destinations;  // saved as pending deliveries; not read back
+};
+
 struct AnalysisRecord {
     std::int64_t job_id = 0;
     std::string study_uid, model_name, model_version, model_sha256, region;
@@ -33,14 +43,18 @@ struct AnalysisRecord {
     double seconds_total = 0, seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
     std::vector<SeriesResult> series;
     std::vector<StoredFinding> findings;
+    std::vector<OutputRecord> outputs;
     std::string created_at;
 };
 
 class AnalysisStore {
 public:
     AnalysisStore(Database& db, AuditLog& audit, const core::Clock& clock) : m_db(db), m_audit(audit), m_clock(clock) {}
-    /// Saves (or replaces, when a job is re-run after a crash) one job's results and audits it.
+    /// Saves one job's results, outputs and pending deliveries in one transaction, and audits it.
+    /// A job's results are saved once: a job re-run after a crash between saving and finishing
+    /// finds them with has_results() and is only finished.
     core::Status save(const AnalysisRecord& r);
+    core::Result<bool> has_results(std::int64_t job_id);
     /// The results of the study's newest job that produced any; nullopt when none.
     core::Result<std::optional<AnalysisRecord>> latest(const std::string& study_uid);
 

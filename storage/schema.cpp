@@ -128,6 +128,36 @@ CREATE TABLE findings (
 CREATE INDEX findings_job ON findings(job_id);
 CREATE INDEX findings_study ON findings(study_uid);
 )SQL",
+        // v3: DICOM outputs of a job (SEG, SR) and their delivery to each destination
+        R"SQL(
+CREATE TABLE outputs (
+  id               INTEGER PRIMARY KEY,
+  job_id           INTEGER NOT NULL REFERENCES jobs(id),
+  study_uid        TEXT NOT NULL,
+  kind             TEXT NOT NULL CHECK (kind IN ('seg','sr')),
+  series_uid       TEXT NOT NULL,             -- of the output object
+  source_series_uid TEXT,                     -- SEG: the segmented series
+  sop_class_uid    TEXT NOT NULL,
+  sop_instance_uid TEXT NOT NULL UNIQUE,
+  path             TEXT NOT NULL,             -- relative to data_dir
+  frames           INTEGER NOT NULL DEFAULT 0,
+  created_at       TEXT NOT NULL
+);
+CREATE INDEX outputs_study ON outputs(study_uid);
+CREATE TABLE deliveries (
+  id              INTEGER PRIMARY KEY,
+  output_id       INTEGER NOT NULL REFERENCES outputs(id),
+  destination     TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('pending','sent','failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at TEXT NOT NULL,
+  last_status     INTEGER,                    -- DIMSE status of the last response
+  last_error      TEXT,
+  updated_at      TEXT NOT NULL,
+  UNIQUE (output_id, destination)
+);
+CREATE INDEX deliveries_due ON deliveries(destination, state, next_attempt_at);
+)SQL",
     };
     return m;
 }

@@ -34,7 +34,8 @@ TEST(Model, LoadsAndValidatesTheTestBundle) {
     EXPECT_EQ(m.mask_size, 128);
     EXPECT_EQ(m.labels.size(), 6u);
     EXPECT_EQ(m.labels[0].text, "liver tumor");
-    EXPECT_EQ(m.labels[0].region_code, "10200004");
+    EXPECT_EQ(m.labels[0].region.value, "10200004");
+    EXPECT_EQ(m.labels[0].region.scheme, "SCT");
     EXPECT_EQ(m.sha256.size(), 64u);
     EXPECT_EQ(model.device_name(), "cpu");
 }

@@ -1,0 +1,116 @@
+#include "storage/delivery_queue.h"
+
+#include <nlohmann/json.hpp>
+
+namespace triage::storage {
+
+using core::Status;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kColumns =
+    "d.id,d.output_id,d.destination,o.study_uid,o.kind,o.sop_class_uid,o.sop_instance_uid,o.path,d.state,d.attempts,"
+    "d.next_attempt_at,d.updated_at,d.last_status,d.last_error FROM deliveries d JOIN outputs o ON o.id=d.output_id ";
+
+Delivery row(const Statement& s) {
+    Delivery d;
+    d.id = s.integer(0);
+    d.output_id = s.integer(1);
+    d.destination = s.text(2);
+    d.study_uid = s.text(3);
+    d.kind = s.text(4);
+    d.sop_class_uid = s.text(5);
+    d.sop_instance_uid = s.text(6);
+    d.path = s.text(7);
+    d.state = s.text(8);
+    d.attempts = static_cast<int>(s.integer(9));
+    d.next_attempt_at = s.text(10);
+    d.updated_at = s.text(11);
+    if (!s.is_null(12)) d.last_status = s.integer(12);
+    d.last_error = s.text(13);
+    return d;
+}
+
+}  // namespace
+
+core::Result<std::vector<Delivery>> DeliveryQueue::due(const std::string& destination, int limit) {
+    std::string now = core::format_iso8601(m_clock.now());
+    return m_db.select<Delivery>(
+        std::string("SELECT ") + kColumns +
+            "WHERE d.destination=? AND d.state='pending' AND d.next_attempt_at<=? ORDER BY d.next_attempt_at, d.id LIMIT ?",
+        [&](Statement& s) { s.bind(1, destination).bind(2, now).bind(3, limit); }, row);
+}
+
+core::Result<std::optional<double>> DeliveryQueue::seconds_until_due(const std::string& destination) {
+    auto next = m_db.select<std::string>(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE destination=? AND state='pending'",
+        [&](Statement& s) { s.bind(1, destination); }, [](const Statement& s) { return s.text(0); });
+    if (!next) return next.error();
+    auto t = core::parse_iso8601(next->front());
+    if (!t) return std::optional<double>{};
+    return std::optional<double>(std::chrono::duration<double>(*t - m_clock.now()).count());
+}
+
+Status DeliveryQueue::record(const Delivery& d, const Attempt& a) {
+    std::string now = core::format_iso8601(m_clock.now());
+    const char* state = a.outcome == Attempt::Outcome::Sent ? "sent" : a.outcome == Attempt::Outcome::Failed ? "failed" : "pending";
+    return m_db.transact([&]() -> Status {
+        Statement& q = m_db.prepare(
+            "UPDATE deliveries SET state=?, attempts=attempts+1, next_attempt_at=?, last_status=?, last_error=?, "
+            "updated_at=? WHERE id=? AND state='pending'");
+        q.bind(1, state).bind(2, a.outcome == Attempt::Outcome::Retry ? core::format_iso8601(a.next_attempt) : now);
+        a.status < 0 ? q.bind_null(3) : q.bind(3, a.status);
+        a.error.empty() ? q.bind_null(4) : q.bind(4, a.error);
+        q.bind(5, now).bind(6, d.id);
+        auto changed = q.run();
+        if (!changed) return changed.error();
+        if (changed.value() == 0) return {};  // re-queued or already recorded meanwhile
+        AuditEvent e;
+        e.time = now;
+        e.event = "delivery_attempt";
+        e.study_uid = d.study_uid;
+        e.sop_instance_uid = d.sop_instance_uid;
+        if (a.status >= 0) e.status = a.status;
+        json detail{{"destination", d.destination}, {"kind", d.kind}, {"attempt", d.attempts + 1}, {"outcome", state}};
+        if (!a.error.empty()) detail["error"] = a.error;
+        if (a.outcome == Attempt::Outcome::Retry) detail["next_attempt_at"] = core::format_iso8601(a.next_attempt);
+        e.detail = detail.dump();
+        return m_audit.append_in_tx(std::move(e));
+    });
+}
+
+core::Result<int> DeliveryQueue::retry_failed(const std::optional<std::string>& destination) {
+    std::string now = core::format_iso8601(m_clock.now());
+    int count = 0;
+    auto st = m_db.transact([&]() -> Status {
+        Statement& q = m_db.prepare(
+            "UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?, updated_at=? "
+            "WHERE state='failed' AND (?3 IS NULL OR destination=?3)");
+        q.bind(1, now).bind(2, now);
+        destination ? q.bind(3, *destination) : q.bind_null(3);
+        auto changed = q.run();
+        if (!changed) return changed.error();
+        count = changed.value();
+        AuditEvent e;
+        e.time = now;
+        e.event = "deliveries_requeued";
+        e.detail = json{{"destination", destination ? json(*destination) : json(nullptr)}, {"count", count}}.dump();
+        return m_audit.append_in_tx(std::move(e));
+    });
+    if (!st) return st.error();
+    return count;
+}
+
+core::Result<std::vector<Delivery>> DeliveryQueue::for_study(const std::string& study_uid) {
+    return m_db.select<Delivery>(std::string("SELECT ") + kColumns + "WHERE o.study_uid=? ORDER BY d.id",
+                                 [&](Statement& s) { s.bind(1, study_uid); }, row);
+}
+
+core::Result<std::vector<std::pair<std::string, std::int64_t>>> DeliveryQueue::counts() {
+    return m_db.select<std::pair<std::string, std::int64_t>>(
+        "SELECT state, count(*) FROM deliveries GROUP BY state", [](Statement&) {},
+        [](const Statement& s) { return std::pair{s.text(0), s.integer(1)}; });
+}
+
+}  // namespace triage::storage
