@@ -17,6 +17,24 @@ SHARED = pathlib.Path(os.environ.get("TRIAGE_SHARED", pathlib.Path(__file__).res
 CORPUS = SHARED / "data" / "dicom"
 TRIAGED = BUILD / "triaged"
 TRIAGECTL = BUILD / "triagectl"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEST_BUNDLE = BUILD / "test-bundle"
+MINI = ROOT / "models" / "unibiomed-mini"
+PHANTOM = ROOT / "tools" / "phantoms" / "write_study.py"
+
+
+def phantom(out, seed, region, lesions="", slices=40):
+    """Writes a PHANTOMS.md study with tools/phantoms; returns its Study Instance UID."""
+    args = ["/usr/bin/python3", str(PHANTOM), str(out), "--seed", str(seed), "--region", region, "--slices", str(slices)]
+    if lesions:
+        args += ["--lesions", lesions]
+    r = subprocess.run(args, capture_output=True, text=True, check=True)
+    return r.stdout.split()[0]
+
+
+def job_state(node, study):
+    jobs = node.ctl("study", study)["jobs"]
+    return jobs[-1]["state"] if jobs else None
 
 
 def wait_until(predicate, timeout=30.0, what="condition", interval=0.05):
@@ -54,7 +72,8 @@ def write_config(path, sections, destinations=()):
 class Node:
     """One triaged process on a temp data dir."""
 
-    def __init__(self, workdir, ae="TRIAGE", callers=("*",), quiet=2, bundle="", **ingest):
+    def __init__(self, workdir, ae="TRIAGE", callers=("*",), quiet=2, bundle="", destinations=(), delivery=None,
+                 **ingest):
         self.dir = pathlib.Path(workdir)
         self.data = self.dir / "data"
         self.config = self.dir / "triage.toml"
@@ -63,7 +82,10 @@ class Node:
         ing.update(ingest)
         self.sections = {"node": {"ae_title": ae, "bind": "127.0.0.1", "port": 0, "data_dir": "data"},
                          "ingest": ing, "model": {"bundle": str(bundle), "batch_size": 8}, "api": {"listen": ""}}
-        write_config(self.config, self.sections)
+        if delivery:
+            self.sections["delivery"] = delivery
+        self.destinations = list(destinations)
+        write_config(self.config, self.sections, self.destinations)
         self.proc = None
         self.port = None
         self.log_path = self.dir / "triaged.log"
@@ -170,6 +192,66 @@ def storescu(port, paths, aet="MODALITY", aec="TRIAGE", profile=None, extra=()):
     args += list(extra) + ["127.0.0.1", str(port)] + [str(p) for p in paths]
     env = dict(os.environ, TCP_NODELAY="1")
     return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Orthanc:
+    """A real Orthanc (Debian package) on loopback ports of its own, as the PACS. With
+    `known_callers`, only those AE titles may store (others are rejected: calling AE not recognized)."""
+
+    def __init__(self, workdir, aet="ORTHANC", known_callers=None):
+        self.dir = pathlib.Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.aet, self.port, self.http = aet, free_port(), free_port()
+        cfg = {"Name": "triage-test", "StorageDirectory": str(self.dir / "db"), "IndexDirectory": str(self.dir / "db"),
+               "DicomAet": aet, "DicomPort": self.port, "HttpPort": self.http, "RemoteAccessAllowed": False,
+               "AuthenticationEnabled": False, "DicomCheckCalledAet": True, "Plugins": [], "StableAge": 3600}
+        if known_callers is not None:
+            cfg.update({"DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
+                        "DicomModalities": {ae.lower(): [ae, "127.0.0.1", 104] for ae in known_callers}})
+        (self.dir / "orthanc.json").write_text(json.dumps(cfg))
+        self.proc = None
+
+    def start(self):
+        self._log = open(self.dir / "orthanc.log", "ab")
+        self.proc = subprocess.Popen(["Orthanc", str(self.dir / "orthanc.json")], stdout=self._log, stderr=self._log)
+        wait_until(lambda: self._get("/system") is not None, 30, "Orthanc to answer")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self._log.close()
+
+    def _get(self, path):
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=5) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def get(self, path):
+        value = self._get(path)
+        if value is None:
+            raise AssertionError(f"Orthanc GET {path} failed")
+        return value
+
+    def instances(self):
+        """{SOP Instance UID: {study, series, sop_class, frames}} of everything Orthanc holds."""
+        out = {}
+        for iid in self.get("/instances"):
+            tags = self.get(f"/instances/{iid}/simplified-tags")
+            out[tags["SOPInstanceUID"]] = {"study": tags.get("StudyInstanceUID"), "sop_class": tags.get("SOPClassUID"),
+                                           "frames": int(tags.get("NumberOfFrames", 1) or 1), "id": iid}
+        return out
 
 
 class NodeTest(unittest.TestCase):

@@ -8,25 +8,8 @@ import sys
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import BUILD, CORPUS, TRIAGED, NodeTest, storescu, wait_until, write_config  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TEST_BUNDLE = BUILD / "test-bundle"
-MINI = ROOT / "models" / "unibiomed-mini"
-PHANTOM = ROOT / "tools" / "phantoms" / "write_study.py"
-
-
-def phantom(out, seed, region, lesions="", slices=40):
-    args = ["/usr/bin/python3", str(PHANTOM), str(out), "--seed", str(seed), "--region", region, "--slices", str(slices)]
-    if lesions:
-        args += ["--lesions", lesions]
-    r = subprocess.run(args, capture_output=True, text=True, check=True)
-    return r.stdout.split()[0]  # study uid
-
-
-def job_state(node, study):
-    jobs = node.ctl("study", study)["jobs"]
-    return jobs[-1]["state"] if jobs else None
+from harness import (CORPUS, MINI, TEST_BUNDLE, TRIAGED, NodeTest, job_state, phantom, storescu,  # noqa: E402
+                     wait_until, write_config)
 
 
 class AnalysisTest(NodeTest):

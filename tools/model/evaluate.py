@@ -1,15 +1,14 @@
 #!/usr/bin/python3
 """Evaluates a bundle through the node's own C++ pipeline (`triagectl analyze`) on held-out
 phantom studies: study-level recognition accuracy (exact set of finding labels), per-class
-study-level sensitivity/specificity, and 3D lesion Dice per class (from the segment maps the
-pipeline writes, on the native grid).
+study-level sensitivity/specificity, and 3D lesion Dice per class, scored from the DICOM SEG the
+node writes (mapped back onto the source slices by tools/dicomseg.py), so geometry counts.
 
 usage: evaluate.py --bundle DIR --triagectl build/triagectl [--studies 36] [--seed 900000] [--json OUT]
 """
 import argparse
 import json
 import pathlib
-import struct
 import subprocess
 import sys
 import tempfile
@@ -19,28 +18,17 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "phantoms"))
+sys.path.insert(0, str(ROOT / "tools"))
+from dicomseg import seg_to_volume, source_slices  # noqa: E402
 from phantom import REGION_CLASSES, make_phantom  # noqa: E402
 from write_study import write_study  # noqa: E402
 
 LABELS = ["liver tumor", "kidney tumor", "pancreas tumor", "lung nodule", "lung tumor", "brain tumor"]
 
 
-def read_segmap(path):
-    data = pathlib.Path(path).read_bytes()
-    assert data[:8] == b"TRSEGRL1"
-    cols, rows, slices = struct.unpack_from("<3i", data, 8)
-    out, pos = [], 20
-    while pos < len(data):
-        v = data[pos]
-        run = struct.unpack_from("<I", data, pos + 1)[0]
-        out.append(np.full(run, v, np.uint8))
-        pos += 5
-    return np.concatenate(out).reshape(slices, rows, cols)
-
-
 class Truth:
-    def __init__(self, region, shape, lesions):
-        self.region, self.shape, self.lesions = region, tuple(int(x) for x in shape), lesions
+    def __init__(self, region, shape, lesions, folder):
+        self.region, self.shape, self.lesions, self.folder = region, tuple(int(x) for x in shape), lesions, folder
 
 
 def dice(a, b):
@@ -70,7 +58,8 @@ def main():
         cache = work / "truth" / f"s{i:03d}.npz"
         if cache.exists():
             z = np.load(cache, allow_pickle=True)
-            truth[str(z["uid"])] = Truth(str(z["region"]), z["shape"], list(zip(z["labels"], z["diameters"], z["masks"])))
+            truth[str(z["uid"])] = Truth(str(z["region"]), z["shape"], list(zip(z["labels"], z["diameters"], z["masks"])),
+                                         work / "in" / f"s{i:03d}")
             continue
         ph = make_phantom(seed, region, labels=labels, slices=int(rng.integers(40, 100)) if region != "HEAD" else None)
         uid = write_study(work / "in" / f"s{i:03d}", ph, seed)
@@ -79,7 +68,8 @@ def main():
                             labels=np.array([l.label for l in ph.lesions], dtype=object),
                             diameters=np.array([l.diameter_mm for l in ph.lesions]),
                             masks=np.array([l.mask for l in ph.lesions], dtype=bool).reshape((-1,) + ph.volume.shape))
-        truth[uid] = Truth(ph.region, np.array(ph.volume.shape), [(l.label, l.diameter_mm, l.mask) for l in ph.lesions])
+        truth[uid] = Truth(ph.region, np.array(ph.volume.shape), [(l.label, l.diameter_mm, l.mask) for l in ph.lesions],
+                           work / "in" / f"s{i:03d}")
         print(f"generated {i + 1}/{a.studies}: {region} {[l.label for l in ph.lesions]}", flush=True)
     if a.generate_only:
         return
@@ -103,7 +93,10 @@ def main():
                 (tp if label in got else fn)[label] += 1
             else:
                 (fp if label in got else tn)[label] += 1
-        seg = read_segmap(d["outputs"][0]["path"]) if d["outputs"] else np.zeros(ph.shape, np.uint8)
+        seg = np.zeros(ph.shape, np.uint8)
+        for o in d["outputs"]:
+            if o["kind"] == "seg":
+                seg = seg_to_volume(o["path"], source_slices(sorted(ph.folder.iterdir())))[0]
         for label, diameter, mask in ph.lesions:
             hit = np.unique(seg[mask])
             pred = np.isin(seg, hit[hit > 0])
