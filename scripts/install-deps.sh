@@ -26,17 +26,24 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Orthanc's package starts a system service; tests start their own instances on free ports.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+  fi
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Orthanc's package starts a system service; tests start their own instances on free ports.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+# Test tools from the npm registry, pinned by tests/js/package-lock.json: dcmjs (the library the
+# OHIF viewer reads SEG with). Only for tests; nothing at build or run time needs them.
+JS="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+if [ ! -f "$JS/node_modules/dcmjs/package.json" ]; then
+  echo "install-deps: npm ci in tests/js (dcmjs)"
+  (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 echo "install-deps: done"

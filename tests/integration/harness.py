@@ -205,10 +205,10 @@ class Orthanc:
     """A real Orthanc (Debian package) on loopback ports of its own, as the PACS. With
     `known_callers`, only those AE titles may store (others are rejected: calling AE not recognized)."""
 
-    def __init__(self, workdir, aet="ORTHANC", known_callers=None):
+    def __init__(self, workdir, aet="ORTHANC", known_callers=None, port=None):
         self.dir = pathlib.Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.aet, self.port, self.http = aet, free_port(), free_port()
+        self.aet, self.port, self.http = aet, port or free_port(), free_port()
         cfg = {"Name": "triage-test", "StorageDirectory": str(self.dir / "db"), "IndexDirectory": str(self.dir / "db"),
                "DicomAet": aet, "DicomPort": self.port, "HttpPort": self.http, "RemoteAccessAllowed": False,
                "AuthenticationEnabled": False, "DicomCheckCalledAet": True, "Plugins": [], "StableAge": 3600}
