@@ -7,15 +7,33 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
 WORK=$(mktemp -d /tmp/triage-demo.XXXXXX)
 NODE_PID=""
+PACS_PID=""
 cleanup() {
   [ -n "$NODE_PID" ] && kill -TERM "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true
+  [ -n "$PACS_PID" ] && kill -TERM "$PACS_PID" 2>/dev/null && wait "$PACS_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 trap cleanup EXIT
 
 echo "== generating a phantom CT chest study with a lung tumor (tools/phantoms)"
 /usr/bin/python3 "$ROOT/tools/phantoms/write_study.py" "$WORK/study" --seed 7 --region CHEST \
   --lesions "lung tumor" --slices 48
+
+echo "== starting a local PACS (Orthanc) on loopback"
+PACS_PORT=$(free_port)
+PACS_HTTP=$(free_port)
+cat > "$WORK/orthanc.json" <<JSON
+{"Name": "triage-demo", "StorageDirectory": "$WORK/pacs", "IndexDirectory": "$WORK/pacs", "DicomAet": "PACS",
+ "DicomPort": $PACS_PORT, "HttpPort": $PACS_HTTP, "RemoteAccessAllowed": false, "Plugins": []}
+JSON
+Orthanc "$WORK/orthanc.json" > "$WORK/orthanc.log" 2>&1 &
+PACS_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PACS_HTTP/system" >/dev/null && break
+  sleep 0.1
+done
+echo "   Orthanc AE PACS on port $PACS_PORT (REST on http://127.0.0.1:$PACS_HTTP)"
 
 BUNDLE="$ROOT/models/unibiomed-mini"
 [ -f "$BUNDLE/model.json" ] || BUNDLE=""
@@ -31,6 +49,14 @@ study_quiet_seconds = 2
 min_free_mb = 64
 [model]
 bundle = "$BUNDLE"
+[[destination]]
+name = "pacs"
+ae_title = "PACS"
+host = "127.0.0.1"
+port = $PACS_PORT
+send = ["seg", "sr"]
+[delivery]
+retry_base_seconds = 1
 [api]
 listen = ""
 TOML
@@ -49,6 +75,8 @@ echo "   listening on port $PORT"
 
 echo "== sending the study with storescu"
 TCP_NODELAY=1 storescu -aet DEMO_CT -aec TRIAGE +sd +r 127.0.0.1 "$PORT" "$WORK/study"
+# The scanner sends its images to the PACS as well; the node's results join them in the same study.
+TCP_NODELAY=1 storescu -aet DEMO_CT -aec PACS +sd +r 127.0.0.1 "$PACS_PORT" "$WORK/study"
 
 echo "== waiting for the study to complete (study_quiet_seconds = 2) and be analyzed"
 CTL=("$BUILD/triagectl" --config "$WORK/triage.toml")
@@ -59,8 +87,15 @@ for _ in $(seq 1 900); do
   "${CTL[@]}" studies --json | grep -q '"state": "failed"' && break
   sleep 0.2
 done
-"${CTL[@]}" studies
 UID_=$("${CTL[@]}" studies --json | sed -n 's/.*"study_uid": "\([^"]*\)".*/\1/p' | head -1)
+if [ -n "$BUNDLE" ]; then
+  echo "== waiting for the SEG/SR to be delivered to the PACS"
+  for _ in $(seq 1 300); do
+    "${CTL[@]}" study "$UID_" --json | grep -q '"state": "pending"' || break
+    sleep 0.2
+  done
+fi
+"${CTL[@]}" worklist
 echo
 "${CTL[@]}" study "$UID_"
 echo
@@ -70,4 +105,16 @@ echo
 if [ -z "$BUNDLE" ]; then
   echo "No model bundle in models/unibiomed-mini: the study was received and queued, not analyzed."
 fi
-echo "SEG/SR outputs and their delivery to PACS are not built yet (see the open issues)."
+echo "== what the PACS (Orthanc) holds for the study"
+/usr/bin/python3 - "$PACS_HTTP" <<'PY'
+import json, sys, urllib.request
+get = lambda path: json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{path}"))
+for study in get("/studies"):
+    print(f"   study {get(f'/studies/{study}')['MainDicomTags'].get('StudyInstanceUID')}")
+    for s in get(f"/studies/{study}")["Series"]:
+        x = get(f"/series/{s}")
+        t = x["MainDicomTags"]
+        print(f"     {t.get('Modality', '?'):4} series {t.get('SeriesNumber', ''):>5}  {len(x['Instances']):3} instance(s)"
+              f"  {t.get('SeriesDescription', '')}")
+PY
+echo "The SEG and SR files are kept in the node's data dir (outputs/ above); the PACS got them over C-STORE."

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "storage/audit_log.h"
@@ -200,9 +201,10 @@ TEST_F(StorageTest, ReadsLeaveNoSnapshotThatBlocksLaterWrites) {
 }  // namespace
 
 #include "storage/analysis_store.h"
+#include "storage/delivery_queue.h"
 
 namespace {
-TEST_F(StorageTest, AnalysisIsSavedReplacedOnRerunAndReadBack) {
+TEST_F(StorageTest, AnalysisIsSavedOnceWithOutputsAndDeliveriesAndReadBack) {
     ASSERT_TRUE(index->record_instance(instance("3.1", "3.1.1"), "T"));
     auto job = jobs->complete_study("3.1", std::nullopt, "forced").value().value();
     AnalysisStore store(*db, *audit, clock);
@@ -222,8 +224,13 @@ TEST_F(StorageTest, AnalysisIsSavedReplacedOnRerunAndReadBack) {
     f.finding.volume_ml = 12.5;
     f.code = "108369006";
     r.findings.push_back(f);
+    r.outputs.push_back({0, "seg", "3.1.50", "3.1.1", "1.2.840.10008.5.1.4.1.1.66.4", "3.1.50.1", "outputs/seg.dcm", 7,
+                         {"pacs", "archive"}});
+    r.outputs.push_back({0, "sr", "3.1.51", "", "1.2.840.10008.5.1.4.1.1.88.22", "3.1.51.1", "outputs/sr.dcm", 0, {"pacs"}});
+    EXPECT_FALSE(store.has_results(job.id).value());
     ASSERT_TRUE(store.save(r));
-    ASSERT_TRUE(store.save(r));  // a re-run of the same job replaces, never duplicates
+    EXPECT_TRUE(store.has_results(job.id).value());
+    EXPECT_FALSE(store.save(r));  // saved once: a second save of the job fails and changes nothing
     auto back = store.latest("3.1");
     ASSERT_TRUE(back && back.value());
     const AnalysisRecord& a = *back.value();
@@ -233,7 +240,44 @@ TEST_F(StorageTest, AnalysisIsSavedReplacedOnRerunAndReadBack) {
     ASSERT_EQ(a.series.size(), 2u);
     EXPECT_EQ(a.series[0].warnings, std::vector<std::string>{"gap"});
     EXPECT_EQ(a.report.impression, "1 lesion");
+    ASSERT_EQ(a.outputs.size(), 2u);
+    EXPECT_EQ(a.outputs[0].sop_instance_uid, "3.1.50.1");
+    EXPECT_EQ(a.outputs[0].frames, 7);
     EXPECT_FALSE(store.latest("9.9").value());
+
+    DeliveryQueue queue(*db, *audit, clock);
+    auto all = queue.for_study("3.1").value();
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_TRUE(std::all_of(all.begin(), all.end(), [](const Delivery& d) { return d.state == "pending"; }));
+    auto due = queue.due("pacs", 10).value();
+    ASSERT_EQ(due.size(), 2u);
+    EXPECT_EQ(due[0].path, "outputs/seg.dcm");
+    // seg: transient failure, retried later; sr: sent.
+    ASSERT_TRUE(queue.record(due[0], {Attempt::Outcome::Retry, -1, "connection refused", clock.now() + std::chrono::seconds(30)}));
+    ASSERT_TRUE(queue.record(due[1], {Attempt::Outcome::Sent, 0, "", {}}));
+    EXPECT_TRUE(queue.due("pacs", 10).value().empty());
+    EXPECT_NEAR(queue.seconds_until_due("pacs").value().value(), 30, 0.01);
+    clock.advance(std::chrono::seconds(31));
+    due = queue.due("pacs", 10).value();
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].attempts, 1);
+    EXPECT_EQ(due[0].last_error, "connection refused");
+    ASSERT_TRUE(queue.record(due[0], {Attempt::Outcome::Failed, 0xA900, "C-STORE status 0xA900", {}}));
+    ASSERT_TRUE(queue.record(due[0], {Attempt::Outcome::Sent, 0, "", {}}));  // stale: already failed, ignored
+    auto archive = queue.due("archive", 10).value();
+    ASSERT_EQ(archive.size(), 1u);
+    ASSERT_TRUE(queue.record(archive[0], {Attempt::Outcome::Failed, -1, "association rejected", {}}));
+    EXPECT_EQ(queue.retry_failed(std::string("pacs")).value(), 1);  // only that destination's
+    auto again = queue.due("pacs", 10).value();
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_EQ(again[0].attempts, 0);
+    EXPECT_EQ(queue.retry_failed(std::nullopt).value(), 1);
+    auto counts = queue.counts().value();
+    EXPECT_EQ(counts, (std::vector<std::pair<std::string, std::int64_t>>{{"pending", 2}, {"sent", 1}}));
+    auto events = audit->list("").value();
+    int attempts = 0;
+    for (const auto& e : events) attempts += e.event == "delivery_attempt";
+    EXPECT_EQ(attempts, 4);  // the stale record wrote nothing
 }
 }  // namespace
 
