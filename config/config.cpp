@@ -132,6 +132,33 @@ void read_ingest(Reader& r, const toml::table& t, IngestConfig& c) {
     }
 }
 
+void read_priority(Reader& r, const toml::table& t, PriorityConfig& p) {
+    r.check_keys(t, "priority.", {"label_weights", "default_weight", "large_lesion_mm", "large_lesion_bonus",
+                                  "critical_score", "urgent_score", "urgent_callers", "stat_keywords"});
+    if (const toml::node* n = t.get("label_weights")) {
+        const toml::table* w = n->as_table();
+        if (!w) {
+            r.problem("priority.label_weights", "must be a table of label = weight");
+        } else {
+            p.label_weights.clear();
+            for (const auto& [label, value] : *w) {
+                auto v = value.value<double>();
+                if (!v || *v < 0 || *v > 100) r.problem("priority.label_weights." + std::string(label.str()), "must be 0-100");
+                else p.label_weights[std::string(label.str())] = *v;
+            }
+        }
+    }
+    r.get(t, "priority.", "default_weight", p.default_weight);
+    r.get(t, "priority.", "large_lesion_mm", p.large_lesion_mm);
+    r.get(t, "priority.", "large_lesion_bonus", p.large_lesion_bonus);
+    r.get(t, "priority.", "critical_score", p.critical_score);
+    r.get(t, "priority.", "urgent_score", p.urgent_score);
+    r.get_strings(t, "priority.", "urgent_callers", p.urgent_callers);
+    r.get_strings(t, "priority.", "stat_keywords", p.stat_keywords);
+    if (!(p.urgent_score > 0 && p.urgent_score <= p.critical_score && p.critical_score <= 100))
+        r.problem("priority.urgent_score", "need 0 < urgent_score <= critical_score <= 100");
+}
+
 void read_destinations(Reader& r, const toml::node& n, std::vector<Destination>& out) {
     const toml::array* a = n.as_array();
     if (!a) return r.problem("destination", "must be an array of tables ([[destination]])");
@@ -214,7 +241,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         return out;
     }
     Config& c = out.config;
-    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "api"});
+    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "api"});
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
@@ -237,6 +264,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         if (d.max_attempts < 1) r.problem("delivery.max_attempts", "must be >= 1");
         if (d.timeout_seconds < 1) r.problem("delivery.timeout_seconds", "must be >= 1");
     }
+    if (auto* t = r.section(root, "priority")) read_priority(r, *t, c.priority);
     if (auto* t = r.section(root, "api")) {
         r.check_keys(*t, "api.", {"listen"});
         r.get(*t, "api.", "listen", c.api.listen);

@@ -2,6 +2,7 @@
 // The node's configuration, read from TOML and validated (CONTRACT.md "Config file").
 // Unknown keys are errors; every key but node.data_dir has a default (docs/configuration.md).
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,20 @@ struct DeliveryConfig {
     int timeout_seconds = 30;         // connect and DIMSE timeout
 };
 
+/// Worklist priority (docs/configuration.md): a score 0-100 per analyzed study from its findings,
+/// and the analysis-queue priority of studies flagged urgent at reception.
+struct PriorityConfig {
+    std::map<std::string, double> label_weights = {{"brain tumor", 75}, {"lung tumor", 70}, {"pancreas tumor", 65},
+                                                   {"liver tumor", 50}, {"kidney tumor", 50}, {"lung nodule", 30}};
+    double default_weight = 40;      // labels not in label_weights
+    double large_lesion_mm = 30;     // a lesion at least this long adds large_lesion_bonus
+    double large_lesion_bonus = 15;
+    double critical_score = 85;      // >= critical; >= urgent_score urgent; > 0 routine; 0 normal
+    double urgent_score = 60;
+    std::vector<std::string> urgent_callers;  // calling AE titles whose studies are analyzed first
+    std::vector<std::string> stat_keywords = {"STAT", "URGENT", "EMERGENCY"};  // in study/procedure description
+};
+
 struct ApiConfig {
     std::string listen = "127.0.0.1:8080";
 };
@@ -63,6 +78,7 @@ struct Config {
     ModelConfig model;
     std::vector<Destination> destinations;
     DeliveryConfig delivery;
+    PriorityConfig priority;
     ApiConfig api;
 };
 

@@ -5,10 +5,17 @@
 #include "core/file_util.h"
 #include "core/log.h"
 #include "core/segment_map.h"
+#include "daemon/priority.h"
 #include "daemon/study_analysis.h"
 #include "daemon/study_outputs.h"
 
 namespace triage::daemon {
+
+void AnalysisWorker::set_rules(const config::PriorityConfig& priority, const std::vector<config::Destination>& destinations) {
+    std::lock_guard lock(m_rules_mutex);
+    m_priority = priority;
+    m_destinations = destinations;
+}
 
 void AnalysisWorker::start() {
     m_thread = std::thread([this] { loop(); });
@@ -100,11 +107,22 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
     }
     r.series = study->series;
     r.findings = study->findings;
+    config::PriorityConfig rules;
+    std::vector<config::Destination> destinations;
+    {
+        std::lock_guard lock(m_rules_mutex);
+        rules = m_priority;
+        destinations = m_destinations;
+    }
+    StudyPriority priority = score_study(r.findings, rules);
+    r.priority_score = priority.score;
+    r.priority_level = priority.level;
+    r.priority_reasons = priority.reasons;
     std::string out_rel = "outputs/" + job.study_uid + "/job" + std::to_string(job.id);
     std::string out_dir = m_cfg.node.data_dir + "/" + out_rel;
     if (auto st = core::make_dirs(out_dir); !st) return st;
     auto outputs = write_study_outputs(study.value(), series, m, make_producer(m, m_cfg.node.ae_title, m_device_uid),
-                                       out_dir, m_cfg.destinations);
+                                       priority_text(priority), out_dir, destinations);
     if (!outputs) return outputs.error();
     for (auto& o : outputs.value()) o.path = out_rel + o.path.substr(out_dir.size());
     r.outputs = std::move(outputs.value());

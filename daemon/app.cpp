@@ -112,20 +112,6 @@ std::unique_ptr<pipeline::Model> load_model(const config::Config& cfg) {
     return std::move(loaded.value());
 }
 
-/// SIGHUP: applies what is safe to change while running; an invalid file keeps the running config.
-void reload(const std::string& path, dicom_io::StoreScp& scp, CompletionMonitor& monitor, storage::AuditLog& audit) {
-    auto fresh = config::load_config(path);
-    if (!fresh.ok()) {
-        TRIAGE_LOG_ERROR("app", "SIGHUP: config has {} problem(s), keeping the running one (first: {}: {})",
-                         fresh.problems.size(), fresh.problems[0].key, fresh.problems[0].message);
-        return;
-    }
-    scp.set_callers(fresh.config.ingest.caller_rules);
-    monitor.set_quiet_seconds(fresh.config.ingest.study_quiet_seconds);
-    TRIAGE_LOG_INFO("app", "SIGHUP: reloaded allowed_callers and study_quiet_seconds; other changes need a restart");
-    audit_simple(audit, "config_reloaded", {{"config", path}});
-}
-
 }  // namespace
 
 bool check_model(const config::Config& cfg) {
@@ -183,11 +169,16 @@ int run_node(const config::Config& cfg) {
     storage::AnalysisStore results(**db, audit, clock);
     storage::DeliveryQueue deliveries(**db, audit, clock);
     std::vector<std::unique_ptr<DeliveryWorker>> senders;
-    for (const auto& d : cfg.destinations) {
-        senders.push_back(std::make_unique<DeliveryWorker>(d, cfg.delivery, cfg.node.ae_title, cfg.node.data_dir,
-                                                           deliveries, clock));
-        senders.back()->start();
-    }
+    auto start_senders = [&](const config::Config& c) {
+        for (auto& s : senders) s->stop();  // the association in flight finishes first
+        senders.clear();
+        for (const auto& d : c.destinations) {
+            senders.push_back(std::make_unique<DeliveryWorker>(d, c.delivery, c.node.ae_title, c.node.data_dir,
+                                                               deliveries, clock));
+            senders.back()->start();
+        }
+    };
+    start_senders(cfg);
     std::unique_ptr<pipeline::Model> model = load_model(cfg);
     std::unique_ptr<AnalysisWorker> worker;
     if (model) {
@@ -208,11 +199,29 @@ int run_node(const config::Config& cfg) {
     TRIAGE_LOG_INFO("app", "triaged ready: AE {} port {} data_dir {}", cfg.node.ae_title, scp.port(),
                     cfg.node.data_dir);
 
+    // SIGHUP: applies what is safe to change while running; an invalid file keeps the running config.
+    auto reload = [&] {
+        auto fresh = config::load_config(cfg.source_path);
+        if (!fresh.ok()) {
+            TRIAGE_LOG_ERROR("app", "SIGHUP: config has {} problem(s), keeping the running one (first: {}: {})",
+                             fresh.problems.size(), fresh.problems[0].key, fresh.problems[0].message);
+            return;
+        }
+        const config::Config& c = fresh.config;
+        scp.set_callers(c.ingest.caller_rules);
+        monitor.set_quiet_seconds(c.ingest.study_quiet_seconds);
+        sink.set_priority_rules(c.priority);
+        if (worker) worker->set_rules(c.priority, c.destinations);
+        start_senders(c);
+        TRIAGE_LOG_INFO("app", "SIGHUP: reloaded allowed_callers, study_quiet_seconds, [priority], [[destination]] and "
+                               "[delivery]; [node], [ingest] limits, [model] and [api] need a restart");
+        audit_simple(audit, "config_reloaded", {{"config", cfg.source_path}, {"destinations", c.destinations.size()}});
+    };
     for (;;) {
         timespec timeout{0, 500 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, nullptr, &timeout);
         if (sig == SIGTERM || sig == SIGINT) break;
-        if (sig == SIGHUP) reload(cfg.source_path, scp, monitor, audit);
+        if (sig == SIGHUP) reload();
         if (monitor.tick() > 0 && worker) worker->notify();
     }
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");

@@ -59,17 +59,19 @@ int fail(const core::Error& e) {
 void print_studies_table(const json& studies) {
     int w = 9;
     for (const auto& s : studies) w = std::max(w, static_cast<int>(s["study_uid"].get<std::string>().size()));
-    std::printf("%-*s %-12s %-12s %-8s %5s %6s %-9s %-8s %s\n", w, "STUDY UID", "PATIENT", "ACCESSION",
-                "MOD", "SER", "INST", "STATE", "PRIO", "RECEIVED");
+    std::printf("%-*s %-12s %-12s %-8s %5s %6s %-9s %-8s %5s %-24s %s\n", w, "STUDY UID", "PATIENT", "ACCESSION",
+                "MOD", "SER", "INST", "STATE", "PRIO", "SCORE", "RECEIVED", "FINDINGS");
     for (const auto& s : studies) {
         std::string mods;
         for (const auto& m : s["modalities"]) mods += (mods.empty() ? "" : ",") + m.get<std::string>();
         std::string prio = s["priority_level"].is_null() ? "-" : s["priority_level"].get<std::string>();
-        std::printf("%-*s %-12s %-12s %-8s %5d %6d %-9s %-8s %s\n", w,
+        std::string score = s["priority_score"].is_null() ? "-" : fmt::format("{:.0f}", s["priority_score"].get<double>());
+        std::string findings = s["findings_summary"].is_null() ? "" : s["findings_summary"].get<std::string>();
+        std::printf("%-*s %-12s %-12s %-8s %5d %6d %-9s %-8s %5s %-24s %s\n", w,
                     s["study_uid"].get<std::string>().c_str(), s["patient_id"].get<std::string>().c_str(),
                     s["accession"].get<std::string>().c_str(), mods.c_str(), s["series_count"].get<int>(),
-                    s["instance_count"].get<int>(), s["state"].get<std::string>().c_str(), prio.c_str(),
-                    s["received_at"].get<std::string>().c_str());
+                    s["instance_count"].get<int>(), s["state"].get<std::string>().c_str(), prio.c_str(), score.c_str(),
+                    s["received_at"].get<std::string>().c_str(), findings.c_str());
     }
 }
 
@@ -98,6 +100,11 @@ int cmd_study(Ctx& c, const std::string& uid) {
     std::printf("study     %s\npatient   %s\naccession %s\nstate     %s\n", uid.c_str(),
                 d["patient_id"].get<std::string>().c_str(), d["accession"].get<std::string>().c_str(),
                 d["state"].get<std::string>().c_str());
+    if (!d["priority_level"].is_null()) {
+        std::printf("priority  %s (score %.0f)\n", d["priority_level"].get<std::string>().c_str(),
+                    d["priority_score"].get<double>());
+        for (const auto& r : d["priority_reasons"]) std::printf("          - %s\n", r.get<std::string>().c_str());
+    }
     std::printf("series:\n");
     for (const auto& s : d["series"])
         std::printf("  %-8s %4d  %s  %s%s\n", s.value("modality", "").c_str(), s.value("instance_count", 0),

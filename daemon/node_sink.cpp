@@ -1,5 +1,7 @@
 #include "daemon/node_sink.h"
 
+#include "daemon/priority.h"
+
 #include <fmt/format.h>
 #include <sys/stat.h>
 
@@ -34,7 +36,13 @@ NodeSink::NodeSink(const config::Config& cfg, storage::InstanceIndex& index, sto
       m_fsync(cfg.ingest.durability == config::Durability::Fsync),
       m_min_free_bytes(static_cast<std::uint64_t>(cfg.ingest.min_free_mb) * 1024 * 1024),
       m_index(index),
-      m_audit(audit) {}
+      m_audit(audit),
+      m_priority(cfg.priority) {}
+
+void NodeSink::set_priority_rules(const config::PriorityConfig& rules) {
+    std::lock_guard lock(m_rules_mutex);
+    m_priority = rules;
+}
 
 std::string NodeSink::instance_rel_path(const dicom_io::InstanceMeta& m) {
     return "instances/" + m.study_uid + "/" + m.series_uid + "/" + m.sop_instance_uid + ".dcm";
@@ -83,12 +91,18 @@ core::Status NodeSink::store(const std::string& temp_path, const dicom_io::Insta
     if (m_fsync)
         if (auto st = core::fsync_path(temp_path); !st) return st;
 
+    int urgent = 0;
+    {
+        std::lock_guard lock(m_rules_mutex);
+        urgent = intake_priority(m_priority, assoc.calling_ae, m.study_description + " / " + m.procedure_description);
+    }
     storage::InstanceRecord r{m.study_uid, m.series_uid, m.sop_instance_uid, m.sop_class_uid,
                               m.transfer_syntax_uid, m.patient_id, m.accession, m.study_date,
                               m.study_time, m.modality, m.body_part, m.series_description,
                               m.series_number, m.frame_of_reference_uid, m.instance_number,
                               m.image_type, m.rows, m.columns, m.frames, rel,
-                              static_cast<std::int64_t>(sb.st_size), assoc.calling_ae, assoc.peer};
+                              static_cast<std::int64_t>(sb.st_size), assoc.calling_ae, assoc.peer,
+                              m.study_description, urgent};
     // Index first, then move the file in: a crash in between leaves the file in incoming/,
     // where start-up recovery (App::recover_incoming) finishes the move.
     track(assoc.id, m.study_uid);

@@ -33,6 +33,9 @@ public:
     /// True while an association that delivered part of `study_uid` is open.
     bool study_has_open_association(const std::string& study_uid);
 
+    /// Replaces the priority rules (SIGHUP) used to flag urgent studies at reception.
+    void set_priority_rules(const config::PriorityConfig& rules);
+
     /// Relative path of an instance's file under data_dir.
     static std::string instance_rel_path(const dicom_io::InstanceMeta& meta);
 
@@ -47,6 +50,8 @@ private:
     storage::InstanceIndex& m_index;
     storage::AuditLog& m_audit;
     std::atomic<bool> m_disk_low{false};
+    std::mutex m_rules_mutex;
+    config::PriorityConfig m_priority;
 
     std::mutex m_mutex;
     std::map<std::uint64_t, std::set<std::string>> m_assoc_studies;

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/segment_map.h"
 #include "daemon/study_analysis.h"
+#include "daemon/priority.h"
 #include "daemon/study_json.h"
 #include "daemon/study_outputs.h"
 #include "dicom_io/dcmtk_setup.h"
@@ -79,8 +80,13 @@ core::Result<json> analyze_folder(const config::Config& cfg, const std::string& 
             d["segment_maps"].push_back({{"series_uid", v.series_uid}, {"path", path}});
         }
         const auto& manifest = model.value()->manifest();
+        StudyPriority priority = score_study(r.findings, cfg.priority);
+        r.priority_score = priority.score;
+        r.priority_level = priority.level;
+        r.priority_reasons = priority.reasons;
         auto outputs = write_study_outputs(a.value(), series, manifest,
-                                           make_producer(manifest, cfg.node.ae_title, dicom_io::new_uid()), study_dir, {});
+                                           make_producer(manifest, cfg.node.ae_title, dicom_io::new_uid()),
+                                           priority_text(priority), study_dir, {});
         if (!outputs) return outputs.error();
         r.outputs = std::move(outputs.value());
         put_analysis(d, r, "");

@@ -21,6 +21,10 @@ json study_summary_json(const storage::StudySummary& s) {
                 {"state", s.state},
                 {"priority_level", opt(s.priority_level)},
                 {"priority_score", s.priority_score ? json(*s.priority_score) : json(nullptr)},
+                {"priority_reasons", s.priority_reasons},
+                {"urgent_at_reception", s.intake_priority > 0},
+                {"study_description", s.study_description},
+                {"findings_summary", opt(s.findings_summary)},
                 {"received_at", s.received_at},
                 {"last_received_at", s.last_received_at},
                 {"completed_at", opt(s.completed_at)}};
@@ -82,6 +86,11 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
     d["report"] = a.report.findings + "\n\nImpression: " + a.report.impression;
     d["impression"] = a.report.impression;
     d["model"] = {{"name", a.model_name}, {"version", a.model_version}, {"sha256", a.model_sha256}};
+    if (a.priority_score) {
+        d["priority_score"] = *a.priority_score;
+        d["priority_level"] = a.priority_level;
+        d["priority_reasons"] = a.priority_reasons;
+    }
     d["analysis"] = {{"job_id", a.job_id}, {"created_at", a.created_at}, {"region", a.region},
                      {"seconds", {{"total", a.seconds_total}, {"preprocess", a.seconds_preprocess},
                                   {"vision", a.seconds_vision}, {"decode", a.seconds_decode}, {"mask", a.seconds_mask}}}};

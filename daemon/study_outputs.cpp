@@ -37,7 +37,8 @@ dicom_io::Producer make_producer(const pipeline::Manifest& manifest, const std::
 
 core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
     const StudyAnalysis& study, const std::vector<SeriesInput>& inputs, const pipeline::Manifest& manifest,
-    const dicom_io::Producer& producer, const std::string& dir, const std::vector<config::Destination>& destinations) {
+    const dicom_io::Producer& producer, const std::string& priority_text, const std::string& dir,
+    const std::vector<config::Destination>& destinations) {
     if (inputs.empty() || inputs.front().files.empty())
         return core::make_error(core::ErrorKind::Internal, "no source instances for the outputs");
     std::vector<storage::OutputRecord> out;
@@ -47,6 +48,7 @@ core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
     sr.modality = study.volumes.empty() ? "" : study.volumes.front().modality;
     sr.findings_text = study.report.findings;
     sr.impression_text = study.report.impression;
+    sr.priority_text = priority_text;
     sr.producer = producer;
     sr.series_number = 9900;
     std::map<std::string, int> label_count;  // "liver tumor", "liver tumor 2", ... across the study

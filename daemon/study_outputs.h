@@ -21,6 +21,7 @@ dicom_io::Producer make_producer(const pipeline::Manifest& manifest, const std::
 /// the destinations whose `send` lists its kind.
 core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
     const StudyAnalysis& study, const std::vector<SeriesInput>& inputs, const pipeline::Manifest& manifest,
-    const dicom_io::Producer& producer, const std::string& dir, const std::vector<config::Destination>& destinations);
+    const dicom_io::Producer& producer, const std::string& priority_text, const std::string& dir,
+    const std::vector<config::Destination>& destinations);
 
 }  // namespace triage::daemon

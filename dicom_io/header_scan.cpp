@@ -115,6 +115,8 @@ std::string* target(InstanceMeta& m, uint16_t g, uint16_t e) {
         case 0x00080050: return &m.accession;
         case 0x00080060: return &m.modality;
         case 0x0008103E: return &m.series_description;
+        case 0x00081030: return &m.study_description;
+        case 0x00321060: return &m.procedure_description;
         case 0x00080008: return &m.image_type;
         case 0x00100020: return &m.patient_id;
         case 0x00180015: return &m.body_part;

@@ -62,6 +62,8 @@ core::Result<InstanceMeta> read_with_dcmtk(const std::string& path) {
     m.modality = get(ds, DCM_Modality);
     m.body_part = get(ds, DCM_BodyPartExamined);
     m.series_description = get(ds, DCM_SeriesDescription);
+    m.study_description = get(ds, DCM_StudyDescription);
+    m.procedure_description = get(ds, DCM_RequestedProcedureDescription);
     m.series_number = get(ds, DCM_SeriesNumber);
     m.frame_of_reference_uid = get(ds, DCM_FrameOfReferenceUID);
     m.instance_number = get(ds, DCM_InstanceNumber);

@@ -11,6 +11,7 @@ struct InstanceMeta {
     std::string patient_id, accession, study_date, study_time;
     std::string modality, body_part, series_description, series_number, frame_of_reference_uid;
     std::string instance_number, image_type;
+    std::string study_description, procedure_description;  // (0008,1030), (0032,1060): STAT keywords
     int rows = 0, columns = 0, frames = 0;
 };
 

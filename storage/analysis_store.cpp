@@ -12,13 +12,23 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
     return m_db.transact([&]() -> Status {
         Statement& a = m_db.prepare(
             "INSERT INTO analyses(job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,"
-            "report_impression,seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            "report_impression,seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at,"
+            "priority_score,priority_level,priority_reasons) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         a.bind(1, r.job_id).bind(2, r.study_uid).bind(3, r.model_name).bind(4, r.model_version);
         a.bind(5, r.model_sha256).bind(6, r.region).bind(7, r.report.findings).bind(8, r.report.impression);
         a.bind(9, r.seconds_total).bind(10, r.seconds_preprocess).bind(11, r.seconds_vision);
         a.bind(12, r.seconds_decode).bind(13, r.seconds_mask).bind(14, now);
+        r.priority_score ? a.bind(15, *r.priority_score) : a.bind_null(15);
+        r.priority_level.empty() ? a.bind_null(16) : a.bind(16, r.priority_level);
+        a.bind(17, json(r.priority_reasons).dump());
         if (auto x = a.run(); !x) return x.error();
+        if (r.priority_score) {
+            Statement& p = m_db.prepare(
+                "UPDATE studies SET priority_score=?, priority_level=?, priority_reasons=? WHERE study_uid=?");
+            p.bind(1, *r.priority_score).bind(2, r.priority_level).bind(3, json(r.priority_reasons).dump());
+            p.bind(4, r.study_uid);
+            if (auto x = p.run(); !x) return x.error();
+        }
         for (const auto& s : r.series) {
             Statement& q = m_db.prepare(
                 "INSERT INTO series_results(job_id,series_uid,analyzed,skip_reason,warnings,slices,segments_path)"
@@ -87,7 +97,8 @@ core::Result<bool> AnalysisStore::has_results(std::int64_t job_id) {
 core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::string& study_uid) {
     auto heads = m_db.select<AnalysisRecord>(
         "SELECT job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,report_impression,"
-        "seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at FROM analyses "
+        "seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at,priority_score,"
+        "priority_level,priority_reasons FROM analyses "
         "WHERE study_uid=? ORDER BY job_id DESC LIMIT 1",
         [&](Statement& s) { s.bind(1, study_uid); },
         [](const Statement& s) {
@@ -105,6 +116,10 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
             r.seconds_decode = s.real(11);
             r.seconds_mask = s.real(12);
             r.created_at = s.text(13);
+            if (!s.is_null(14)) r.priority_score = s.real(14);
+            r.priority_level = s.text(15);
+            json reasons = json::parse(s.text(16), nullptr, false);
+            if (reasons.is_array()) r.priority_reasons = reasons.get<std::vector<std::string>>();
             return r;
         });
     if (!heads) return heads.error();

@@ -44,6 +44,9 @@ struct AnalysisRecord {
     std::vector<SeriesResult> series;
     std::vector<StoredFinding> findings;
     std::vector<OutputRecord> outputs;
+    std::optional<double> priority_score;  // worklist priority from the findings (also set on the study)
+    std::string priority_level;
+    std::vector<std::string> priority_reasons;
     std::string created_at;
 };
 

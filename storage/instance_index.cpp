@@ -9,11 +9,13 @@ using core::Status;
 Status InstanceIndex::upsert_study_and_series(const InstanceRecord& r, const std::string& now) {
     Statement& st = m_db.prepare(
         "INSERT INTO studies(study_uid,patient_id,accession,study_date,study_time,"
-        "first_received_at,last_received_at,completion_pending) VALUES(?,?,?,?,?,?,?,1) "
+        "first_received_at,last_received_at,completion_pending,study_description,intake_priority) "
+        "VALUES(?,?,?,?,?,?,?,1,?,?) "
         "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at,"
-        "completion_pending=1");
+        "completion_pending=1,intake_priority=max(intake_priority,excluded.intake_priority),"
+        "study_description=CASE WHEN study_description='' THEN excluded.study_description ELSE study_description END");
     st.bind(1, r.study_uid).bind(2, r.patient_id).bind(3, r.accession).bind(4, r.study_date);
-    st.bind(5, r.study_time).bind(6, now).bind(7, now);
+    st.bind(5, r.study_time).bind(6, now).bind(7, now).bind(8, r.study_description).bind(9, r.intake_priority);
     if (auto x = st.run(); !x) return x.error();
     Statement& se = m_db.prepare(
         "INSERT INTO series(series_uid,study_uid,modality,body_part,series_description,"
@@ -93,13 +95,17 @@ namespace {
 // newest job version.
 constexpr const char* kStudySelect =
     "SELECT s.study_uid,s.patient_id,s.accession,s.study_date,s.first_received_at,"
-    "s.last_received_at,s.completed_at,s.priority_level,s.priority_score,"
+    "s.last_received_at,s.completed_at,s.priority_level,s.priority_score,s.priority_reasons,s.study_description,"
+    "s.intake_priority,"
     "(SELECT COUNT(*) FROM series x WHERE x.study_uid=s.study_uid),"
     "(SELECT COUNT(*) FROM instances i WHERE i.study_uid=s.study_uid),"
     "(SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series x "
     "  WHERE x.study_uid=s.study_uid AND modality<>'' ORDER BY modality)),"
     "CASE WHEN s.completion_pending=1 THEN 'receiving' ELSE COALESCE((SELECT state FROM jobs j "
-    "  WHERE j.study_uid=s.study_uid ORDER BY version DESC LIMIT 1),'receiving') END "
+    "  WHERE j.study_uid=s.study_uid ORDER BY version DESC LIMIT 1),'receiving') END,"
+    "(SELECT CASE WHEN a.job_id IS NULL THEN NULL ELSE COALESCE((SELECT group_concat(f.label || ' ' || "
+    "  CAST(round(f.diameter_mm) AS INTEGER) || ' mm', ', ') FROM findings f WHERE f.job_id=a.job_id), "
+    "  'no findings') END FROM (SELECT max(job_id) AS job_id FROM analyses WHERE study_uid=s.study_uid) a) "
     "FROM studies s ";
 
 StudySummary read_study(const Statement& s) {
@@ -113,15 +119,20 @@ StudySummary read_study(const Statement& s) {
     r.completed_at = s.opt_text(6);
     r.priority_level = s.opt_text(7);
     if (!s.is_null(8)) r.priority_score = s.real(8);
-    r.series_count = static_cast<int>(s.integer(9));
-    r.instance_count = static_cast<int>(s.integer(10));
-    std::string mods = s.text(11);
+    nlohmann::json reasons = nlohmann::json::parse(s.text(9), nullptr, false);
+    if (reasons.is_array()) r.priority_reasons = reasons.get<std::vector<std::string>>();
+    r.study_description = s.text(10);
+    r.intake_priority = static_cast<int>(s.integer(11));
+    r.series_count = static_cast<int>(s.integer(12));
+    r.instance_count = static_cast<int>(s.integer(13));
+    std::string mods = s.text(14);
     for (size_t p = 0; !mods.empty() && p != std::string::npos;) {
         size_t q = mods.find('\\', p);
         r.modalities.push_back(mods.substr(p, q == std::string::npos ? q : q - p));
         p = q == std::string::npos ? q : q + 1;
     }
-    r.state = s.text(12);
+    r.state = s.text(15);
+    r.findings_summary = s.opt_text(16);
     return r;
 }
 }  // namespace

@@ -56,9 +56,9 @@ core::Result<std::optional<JobRecord>> JobQueue::enqueue_in_tx(const std::string
     if (!queued) return queued.error();
     if (queued.value()) return std::optional<JobRecord>{};  // the queued job will see everything
     Statement& ins = m_db.prepare(
-        std::string("INSERT INTO jobs(study_uid,version,state,created_at) VALUES(?,"
-                    "(SELECT COALESCE(MAX(version),0)+1 FROM jobs WHERE study_uid=?),'queued',?) "
-                    "RETURNING ") + kJobColumns);
+        std::string("INSERT INTO jobs(study_uid,version,state,created_at,priority) VALUES(?1,"
+                    "(SELECT COALESCE(MAX(version),0)+1 FROM jobs WHERE study_uid=?1),'queued',?3,"
+                    "(SELECT intake_priority FROM studies WHERE study_uid=?1)) RETURNING ") + kJobColumns);
     ins.bind(1, study_uid).bind(2, study_uid).bind(3, now);
     auto row = ins.step();
     if (!row) return row.error();

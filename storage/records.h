@@ -17,6 +17,8 @@ struct InstanceRecord {
     std::string file_path;  // relative to data_dir
     std::int64_t file_size = 0;
     std::string calling_ae, peer;
+    std::string study_description;
+    int intake_priority = 0;  // 1: analyze this study before routine work (urgent caller, STAT)
 };
 
 /// One row of the append-only audit trail; optional fields are NULL when unset.
@@ -51,6 +53,10 @@ struct StudySummary {
     std::string state;  // receiving | queued | running | done | failed
     std::optional<std::string> priority_level;
     std::optional<double> priority_score;
+    std::vector<std::string> priority_reasons;
+    std::string study_description;
+    int intake_priority = 0;
+    std::optional<std::string> findings_summary;  // of the newest analysis: "liver tumor 34 mm, ..."
     std::string received_at;  // first instance
     std::string last_received_at;
     std::optional<std::string> completed_at;

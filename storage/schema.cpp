@@ -158,6 +158,15 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries(destination, state, next_attempt_at);
 )SQL",
+        // v4: worklist priority (reasons per study and per analysis) and urgency known at reception
+        R"SQL(
+ALTER TABLE studies ADD COLUMN study_description TEXT NOT NULL DEFAULT '';
+ALTER TABLE studies ADD COLUMN intake_priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE studies ADD COLUMN priority_reasons TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE analyses ADD COLUMN priority_score REAL;
+ALTER TABLE analyses ADD COLUMN priority_level TEXT;
+ALTER TABLE analyses ADD COLUMN priority_reasons TEXT NOT NULL DEFAULT '[]';
+)SQL",
     };
     return m;
 }

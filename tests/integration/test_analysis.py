@@ -80,6 +80,38 @@ class MiniModelTest(NodeTest):
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])
+        # Worklist: studies with findings first (by score), the clean one last and "normal".
+        worklist = n.ctl("worklist")
+        levels = {s["study_uid"]: (s["priority_level"], s["priority_score"]) for s in worklist}
+        clean = [u for u, want in studies.items() if not want][0]
+        self.assertEqual(worklist[-1]["study_uid"], clean)
+        self.assertEqual(levels[clean], ("normal", 0))
+        self.assertEqual(worklist[-1]["findings_summary"], "no findings")
+        for uid, want in studies.items():
+            if want:
+                self.assertIn(levels[uid][0], ("critical", "urgent"), levels)
+                d = n.ctl("study", uid)
+                self.assertTrue(d["priority_reasons"][0].startswith(next(iter(want))), d["priority_reasons"])
+                self.assertIn(next(iter(want)), worklist[[s["study_uid"] for s in worklist].index(uid)]["findings_summary"])
+        scores = [s["priority_score"] for s in worklist]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+
+
+class IntakePriorityTest(NodeTest):
+    def test_an_urgent_caller_or_stat_description_moves_the_study_ahead_in_the_queue(self):
+        n = self.node(quiet=1)  # no model: jobs stay queued, their priority is what is checked
+        n.sections["priority"] = {"urgent_callers": ["ER_CT"]}
+        write_config(n.config, n.sections)
+        n.start()
+        routine = phantom(self.tmp / "routine", 31, "ABDOMEN", "none", slices=6)
+        urgent = phantom(self.tmp / "urgent", 32, "ABDOMEN", "none", slices=6)
+        self.assertEqual(storescu(n.port, [self.tmp / "routine"]).returncode, 0)
+        self.assertEqual(storescu(n.port, [self.tmp / "urgent"], aet="ER_CT").returncode, 0)
+        wait_until(lambda: {s["state"] for s in n.ctl("studies")} == {"queued"}, 60, "both studies queued")
+        jobs = {r["study_uid"]: r["priority"] for r in n.query("SELECT study_uid, priority FROM jobs")}
+        self.assertEqual(jobs, {routine: 0, urgent: 1})
+        flags = {s["study_uid"]: s["urgent_at_reception"] for s in n.ctl("studies")}
+        self.assertEqual(flags, {routine: False, urgent: True})
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ TEST(HeaderScan, AgreesWithDcmtkOnEveryCorpusFileItAccepts) {
                             {&a.accession, &b.accession}, {&a.study_date, &b.study_date},
                             {&a.study_time, &b.study_time}, {&a.modality, &b.modality},
                             {&a.body_part, &b.body_part}, {&a.series_description, &b.series_description},
+                            {&a.study_description, &b.study_description},
+                            {&a.procedure_description, &b.procedure_description},
                             {&a.series_number, &b.series_number},
                             {&a.frame_of_reference_uid, &b.frame_of_reference_uid},
                             {&a.instance_number, &b.instance_number}, {&a.image_type, &b.image_type}}) {

@@ -288,3 +288,24 @@ TEST_F(StorageTest, InstancePathOfOneInstance) {
     EXPECT_FALSE(index->instance_path("4.1.9").value());
 }
 }  // namespace
+
+namespace {
+TEST_F(StorageTest, StudiesFlaggedUrgentAtReceptionAreClaimedFirst) {
+    ASSERT_TRUE(index->record_instance(instance("5.1", "5.1.1"), "T"));  // routine, completed first
+    auto urgent = instance("5.2", "5.2.1");
+    urgent.study_description = "CT CHEST STAT";
+    urgent.intake_priority = 1;
+    ASSERT_TRUE(index->record_instance(urgent, "T"));
+    ASSERT_TRUE(index->record_instance(instance("5.2", "5.2.2"), "T"));  // later routine instance: stays urgent
+    ASSERT_TRUE(jobs->complete_study("5.1", std::nullopt, "forced"));
+    ASSERT_TRUE(jobs->complete_study("5.2", std::nullopt, "forced"));
+    auto first = jobs->claim().value();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->study_uid, "5.2");
+    EXPECT_EQ(first->priority, 1);
+    auto s = index->get_study("5.2").value();
+    EXPECT_EQ(s.intake_priority, 1);
+    EXPECT_EQ(s.study_description, "CT CHEST STAT");
+    EXPECT_EQ(jobs->claim().value()->study_uid, "5.1");
+}
+}  // namespace
