@@ -1,5 +1,6 @@
 # Every dependency is a Debian 12 package (scripts/install-deps.sh installs them).
 find_package(Threads REQUIRED)
+find_package(Boost 1.74 REQUIRED)  # Beast and Asio, header-only (daemon/http_server.cpp)
 find_package(fmt REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json REQUIRED)

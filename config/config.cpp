@@ -266,8 +266,20 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
     }
     if (auto* t = r.section(root, "priority")) read_priority(r, *t, c.priority);
     if (auto* t = r.section(root, "api")) {
-        r.check_keys(*t, "api.", {"listen"});
+        r.check_keys(*t, "api.", {"listen", "token", "request_timeout_seconds"});
         r.get(*t, "api.", "listen", c.api.listen);
+        r.get(*t, "api.", "token", c.api.token);
+        r.get(*t, "api.", "request_timeout_seconds", c.api.request_timeout_seconds);
+        if (c.api.request_timeout_seconds < 1) r.problem("api.request_timeout_seconds", "must be >= 1");
+    }
+    if (!c.api.listen.empty()) {
+        size_t colon = c.api.listen.rfind(':');
+        std::string host = colon == std::string::npos ? "" : c.api.listen.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        bool loopback = host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+        if (host.empty()) r.problem("api.listen", "must be host:port, e.g. 127.0.0.1:8080");
+        else if (!loopback && c.api.token.size() < 16)
+            r.problem("api.token", "a listener on " + host + " (not loopback) needs a bearer token of 16+ characters");
     }
     validate(r, c, base_dir);
     return out;

@@ -68,7 +68,9 @@ struct PriorityConfig {
 };
 
 struct ApiConfig {
-    std::string listen = "127.0.0.1:8080";
+    std::string listen = "127.0.0.1:8080";  // "" disables the API
+    std::string token;  // bearer token; required when listen is not a loopback address
+    int request_timeout_seconds = 10;  // a client that has not sent a whole request by then is dropped
 };
 
 struct Config {

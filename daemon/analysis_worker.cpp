@@ -5,6 +5,7 @@
 #include "core/file_util.h"
 #include "core/log.h"
 #include "core/segment_map.h"
+#include "daemon/metrics.h"
 #include "daemon/priority.h"
 #include "daemon/study_analysis.h"
 #include "daemon/study_outputs.h"
@@ -52,6 +53,7 @@ void AnalysisWorker::loop() {
         } catch (const std::exception& e) {
             st = core::make_error(core::ErrorKind::Internal, std::string("unexpected: ") + e.what());
         }
+        node_metrics().add("triage_jobs_total", {{"outcome", st ? "done" : "failed"}});
         if (auto f = m_jobs.finish(j.id, st.ok(), st ? "" : st.error().message); !f)
             TRIAGE_LOG_ERROR("db", "job={} could not be closed: {}", j.id, f.error().message);
         if (st) {
@@ -126,7 +128,11 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
     if (!outputs) return outputs.error();
     for (auto& o : outputs.value()) o.path = out_rel + o.path.substr(out_dir.size());
     r.outputs = std::move(outputs.value());
-    return m_results.save(r);
+    if (auto st = m_results.save(r); !st) return st;
+    for (auto [stage, seconds] : {std::pair{"preprocess", r.seconds_preprocess}, {"vision", r.seconds_vision},
+                                  {"decode", r.seconds_decode}, {"mask", r.seconds_mask}, {"total", r.seconds_total}})
+        node_metrics().observe("triage_inference_seconds", {{"stage", stage}}, seconds);
+    return {};
 }
 
 }  // namespace triage::daemon

@@ -13,8 +13,11 @@
 #include "core/file_util.h"
 #include "core/log.h"
 #include "daemon/analysis_worker.h"
+#include "daemon/api.h"
 #include "daemon/completion_monitor.h"
 #include "daemon/delivery_worker.h"
+#include "daemon/http_server.h"
+#include "daemon/metrics.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/outputs.h"
@@ -196,6 +199,28 @@ int run_node(const config::Config& cfg) {
     CompletionMonitor monitor(index, jobs, clock,
                               [&](const std::string& s) { return sink.study_has_open_association(s); });
     monitor.set_quiet_seconds(cfg.ingest.study_quiet_seconds);
+
+    auto health = [&] {
+        Health h;
+        h.scp_listening = scp.port() > 0;
+        h.db_writable = (*db)->transact([] { return core::Status{}; }).ok();
+        h.model_loaded = model != nullptr || cfg.model.bundle.empty();
+        auto free = core::free_bytes(cfg.node.data_dir);
+        h.disk_free_mb = free ? static_cast<double>(free.value()) / (1024.0 * 1024.0) : 0;
+        h.disk_ok = free && h.disk_free_mb >= static_cast<double>(cfg.ingest.min_free_mb);
+        return h;
+    };
+    ApiContext api_ctx{{index, jobs, results, deliveries, cfg.node.data_dir}, audit, node_metrics(), health, cfg.api.token};
+    HttpLimits limits;
+    limits.request_timeout_seconds = cfg.api.request_timeout_seconds;
+    HttpServer api([&](const HttpRequest& r) { return handle_api(api_ctx, r); }, limits);
+    if (!cfg.api.listen.empty()) {
+        if (auto st = api.start(cfg.api.listen); !st) {
+            TRIAGE_LOG_ERROR("api", "{}", st.error().message);
+            return 1;
+        }
+        TRIAGE_LOG_INFO("api", "HTTP API on {} port {}", cfg.api.listen, api.port());
+    }
     TRIAGE_LOG_INFO("app", "triaged ready: AE {} port {} data_dir {}", cfg.node.ae_title, scp.port(),
                     cfg.node.data_dir);
 
@@ -222,9 +247,13 @@ int run_node(const config::Config& cfg) {
         int sig = sigtimedwait(&sigs, nullptr, &timeout);
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig == SIGHUP) reload();
-        if (monitor.tick() > 0 && worker) worker->notify();
+        if (int completed = monitor.tick(); completed > 0) {
+            node_metrics().add("triage_studies_completed_total", {}, completed);
+            if (worker) worker->notify();
+        }
     }
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
+    api.stop();
     scp.stop(std::chrono::seconds(10));
     if (worker) worker->stop();  // the running analysis finishes; queued jobs wait for the next start
     for (auto& s : senders) s->stop();  // pending deliveries resume at the next start

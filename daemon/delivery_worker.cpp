@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "daemon/metrics.h"
 #include "dicom_io/store_scu.h"
 
 namespace triage::daemon {
@@ -85,6 +86,9 @@ void DeliveryWorker::send(const std::vector<storage::Delivery>& batch) {
             if (o.kind == core::ErrorKind::Transient) a.error = fmt::format("gave up after {} attempts: {}", attempts, o.error);
             TRIAGE_LOG_ERROR("delivery", "destination={} {} {} failed: {}", m_dest.name, d.kind, d.sop_instance_uid, a.error);
         }
+        node_metrics().add("triage_deliveries_total",
+                           {{"destination", m_dest.name},
+                            {"outcome", a.outcome == Outcome::Sent ? "sent" : a.outcome == Outcome::Retry ? "retry" : "failed"}});
         if (auto st = m_queue.record(d, a); !st)
             TRIAGE_LOG_ERROR("db", "delivery {} outcome not recorded: {}", d.id, st.error().message);
     }

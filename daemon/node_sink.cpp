@@ -1,5 +1,6 @@
 #include "daemon/node_sink.h"
 
+#include "daemon/metrics.h"
 #include "daemon/priority.h"
 
 #include <fmt/format.h>
@@ -116,11 +117,13 @@ core::Status NodeSink::store(const std::string& temp_path, const dicom_io::Insta
         TRIAGE_LOG_INFO("dicom", "re-sent instance {} replaced (study {})", m.sop_instance_uid, m.study_uid);
         if (stored->previous_path) ::unlink((m_data_dir + "/" + *stored->previous_path).c_str());
     }
+    node_metrics().add("triage_instances_received_total", {{"calling_ae", assoc.calling_ae}, {"status", "0000"}});
     return {};
 }
 
 void NodeSink::instance_rejected(const dicom_io::AssociationInfo& a, const std::string& sop_uid,
                                  std::uint16_t status, const std::string& reason) {
+    node_metrics().add("triage_instances_received_total", {{"calling_ae", a.calling_ae}, {"status", fmt::format("{:04X}", status)}});
     int dropped = 0;
     if (g_reject_log.allow(a.calling_ae + "@" + a.peer, &dropped))
         TRIAGE_LOG_WARN("dicom", "instance {} from {}@{} refused with 0x{:04X}: {}{}", sop_uid,
@@ -134,11 +137,13 @@ void NodeSink::instance_rejected(const dicom_io::AssociationInfo& a, const std::
 }
 
 void NodeSink::association_accepted(const dicom_io::AssociationInfo& a) {
+    node_metrics().add("triage_associations_total", {{"outcome", "accepted"}});
     TRIAGE_LOG_DEBUG("dicom", "association {} accepted from {}@{}", a.id, a.calling_ae, a.peer);
     (void)m_audit.append(assoc_event("association_accepted", a));
 }
 
 void NodeSink::association_rejected(const dicom_io::AssociationInfo& a, const std::string& reason) {
+    node_metrics().add("triage_associations_total", {{"outcome", "rejected"}});
     int dropped = 0;
     if (g_reject_log.allow("assoc:" + a.peer, &dropped))
         TRIAGE_LOG_WARN("dicom", "association from {}@{} to {} rejected: {}", a.calling_ae, a.peer,

@@ -107,10 +107,11 @@ core::Result<std::vector<Delivery>> DeliveryQueue::for_study(const std::string& 
                                  [&](Statement& s) { s.bind(1, study_uid); }, row);
 }
 
-core::Result<std::vector<std::pair<std::string, std::int64_t>>> DeliveryQueue::counts() {
-    return m_db.select<std::pair<std::string, std::int64_t>>(
-        "SELECT state, count(*) FROM deliveries GROUP BY state", [](Statement&) {},
-        [](const Statement& s) { return std::pair{s.text(0), s.integer(1)}; });
+core::Result<std::vector<DeliveryQueue::Count>> DeliveryQueue::counts() {
+    return m_db.select<Count>(
+        "SELECT destination, state, state='pending' AND attempts>0, count(*) FROM deliveries GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        [](Statement&) {},
+        [](const Statement& s) { return Count{s.text(0), s.text(1), s.integer(2) != 0, s.integer(3)}; });
 }
 
 }  // namespace triage::storage

@@ -43,8 +43,13 @@ public:
     /// Failed deliveries (of one destination, or all) back to pending with a fresh attempt count.
     core::Result<int> retry_failed(const std::optional<std::string>& destination);
     core::Result<std::vector<Delivery>> for_study(const std::string& study_uid);
-    /// Counts per state (pending, sent, failed) over all destinations.
-    core::Result<std::vector<std::pair<std::string, std::int64_t>>> counts();
+    struct Count {
+        std::string destination, state;
+        bool retrying = false;  // pending after at least one failed attempt
+        std::int64_t count = 0;
+    };
+    /// Deliveries per destination and state (metrics, status).
+    core::Result<std::vector<Count>> counts();
 
 private:
     Database& m_db;

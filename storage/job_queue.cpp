@@ -27,6 +27,18 @@ JobRecord read_job(const Statement& s) {
 }
 }  // namespace
 
+core::Result<JobQueue::Stats> JobQueue::stats() {
+    auto rows = m_db.select<Stats>(
+        "SELECT (SELECT count(*) FROM jobs WHERE state='queued'), (SELECT count(*) FROM jobs WHERE state='running'),"
+        " (SELECT min(created_at) FROM jobs WHERE state='queued')",
+        [](Statement&) {},
+        [](const Statement& s) {
+            return Stats{static_cast<int>(s.integer(0)), static_cast<int>(s.integer(1)), s.opt_text(2)};
+        });
+    if (!rows) return rows.error();
+    return rows->front();
+}
+
 core::Result<bool> JobQueue::study_exists(const std::string& study_uid) {
     Statement& e = m_db.prepare("SELECT 1 FROM studies WHERE study_uid=?");
     e.bind(1, study_uid);

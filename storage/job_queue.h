@@ -38,6 +38,12 @@ public:
 
     core::Result<std::vector<JobRecord>> jobs_for_study(const std::string& study_uid);
     core::Result<int> queued_count();
+    struct Stats {
+        int queued = 0, running = 0;
+        std::optional<std::string> oldest_queued_at;
+    };
+    /// Queue depth and age (metrics, health).
+    core::Result<Stats> stats();
 
 private:
     core::Result<std::optional<JobRecord>> enqueue_in_tx(const std::string& study_uid,
