@@ -7,5 +7,6 @@ find_package(nlohmann_json REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(DCMTK REQUIRED CONFIG)
 find_package(PkgConfig REQUIRED)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)  # sd_notify (daemon/service_notify.cpp)
 pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)
 find_package(Torch REQUIRED)  # linked only by pipeline/ and bench/infer

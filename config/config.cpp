@@ -103,7 +103,9 @@ bool valid_ae(const std::string& ae) {
 }
 
 void read_node(Reader& r, const toml::table& t, NodeConfig& c) {
-    r.check_keys(t, "node.", {"ae_title", "bind", "port", "data_dir", "log_level"});
+    r.check_keys(t, "node.", {"ae_title", "bind", "port", "data_dir", "log_level", "stop_timeout_seconds"});
+    r.get(t, "node.", "stop_timeout_seconds", c.stop_timeout_seconds);
+    if (c.stop_timeout_seconds < 1) r.problem("node.stop_timeout_seconds", "must be >= 1");
     r.get(t, "node.", "ae_title", c.ae_title);
     r.get(t, "node.", "bind", c.bind);
     r.get(t, "node.", "port", c.port);

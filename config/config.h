@@ -18,6 +18,7 @@ struct NodeConfig {
     int port = 11112;
     std::string data_dir;  // required
     std::string log_level = "info";
+    int stop_timeout_seconds = 30;  // SIGTERM: open associations and the running analysis get this long
 };
 
 struct IngestConfig {

@@ -28,10 +28,18 @@ void AnalysisWorker::notify() {
     m_cv.notify_one();
 }
 
-void AnalysisWorker::stop() {
+bool AnalysisWorker::stop(std::chrono::seconds deadline) {
     m_stop = true;
     notify();
-    if (m_thread.joinable()) m_thread.join();
+    if (!m_thread.joinable()) return true;
+    auto until = std::chrono::steady_clock::now() + deadline;
+    while (m_busy && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (m_busy) {
+        m_thread.detach();
+        return false;
+    }
+    m_thread.join();
+    return true;
 }
 
 void AnalysisWorker::loop() {

@@ -4,6 +4,7 @@
 // deliveries in one transaction, and moves the job to done or failed. Owns no model:
 // the loaded Model is shared and immutable.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -32,8 +33,9 @@ public:
     void start();
     /// Wakes the worker (a job was queued).
     void notify();
-    /// Lets the running job finish, then stops. Idempotent.
-    void stop();
+    /// Lets the running job finish, then stops. Idempotent. False when the job was still running
+    /// at `deadline` (the thread is left to the process exit; the job is re-queued at next start).
+    bool stop(std::chrono::seconds deadline = std::chrono::hours(24));
     bool busy() const { return m_busy.load(); }
 
 private:

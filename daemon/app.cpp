@@ -7,6 +7,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +21,7 @@
 #include "daemon/delivery_worker.h"
 #include "daemon/http_server.h"
 #include "daemon/metrics.h"
+#include "daemon/service_notify.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/outputs.h"
@@ -223,6 +227,17 @@ int run_node(const config::Config& cfg) {
     }
     TRIAGE_LOG_INFO("app", "triaged ready: AE {} port {} data_dir {}", cfg.node.ae_title, scp.port(),
                     cfg.node.data_dir);
+    ServiceNotifier notifier;
+    auto status_line = [&] {
+        auto q = jobs.stats();
+        int pending = 0;
+        if (auto c = deliveries.counts(); c)
+            for (const auto& x : c.value()) pending += x.state == "pending" ? static_cast<int>(x.count) : 0;
+        return fmt::format("AE {} port {}; {} queued, {} running; {} deliveries pending{}", cfg.node.ae_title,
+                           scp.port(), q ? q->queued : -1, q ? q->running : -1, pending, model ? "" : "; no model loaded");
+    };
+    notifier.ready(status_line());
+    auto last_status = std::chrono::steady_clock::now();
 
     // SIGHUP: applies what is safe to change while running; an invalid file keeps the running config.
     auto reload = [&] {
@@ -246,16 +261,34 @@ int run_node(const config::Config& cfg) {
         timespec timeout{0, 500 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, nullptr, &timeout);
         if (sig == SIGTERM || sig == SIGINT) break;
-        if (sig == SIGHUP) reload();
+        if (sig == SIGHUP) {
+            notifier.reloading();
+            reload();
+            notifier.ready(status_line());
+        }
+        notifier.tick();
+        if (std::chrono::steady_clock::now() - last_status > std::chrono::seconds(10)) {
+            notifier.status(status_line());
+            last_status = std::chrono::steady_clock::now();
+        }
         if (int completed = monitor.tick(); completed > 0) {
             node_metrics().add("triage_studies_completed_total", {}, completed);
             if (worker) worker->notify();
         }
     }
     TRIAGE_LOG_INFO("app", "stopping: no new associations, draining open ones");
+    notifier.stopping();
+    const auto deadline = std::chrono::seconds(cfg.node.stop_timeout_seconds);
     api.stop();
-    scp.stop(std::chrono::seconds(10));
-    if (worker) worker->stop();  // the running analysis finishes; queued jobs wait for the next start
+    scp.stop(deadline);
+    // The running analysis finishes within the deadline; queued jobs wait for the next start.
+    if (worker && !worker->stop(deadline)) {
+        audit_simple(audit, "node_stopped", {{"interrupted_analysis", true}});
+        TRIAGE_LOG_WARN("app", "the running analysis did not finish within {} s; its job is re-queued at the next "
+                               "start. Stopped.", cfg.node.stop_timeout_seconds);
+        std::fflush(nullptr);
+        std::_Exit(0);  // the analysis thread still uses the model: skip destructors
+    }
     for (auto& s : senders) s->stop();  // pending deliveries resume at the next start
     audit_simple(audit, "node_stopped", nlohmann::json::object());
     TRIAGE_LOG_INFO("app", "stopped cleanly");

@@ -11,6 +11,7 @@ PACKAGES=(
   libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
+  systemd  # systemd-analyze verify of the unit
 )
 # Node.js and npm (test tools such as dcmjs) from Debian only when the machine has none: a
 # machine that ships its own Node.js build cannot take Debian's npm beside it.

@@ -20,7 +20,8 @@ allowed_ours = {
     "daemon": ours,
 }
 third_party = {"dcmtk/": "dicom_io", "torch/": "pipeline", "ATen/": "pipeline", "c10/": "pipeline",
-               "sqlite3.h": "storage", "toml++/": "config", "boost/": "daemon"}
+               "sqlite3.h": "storage", "toml++/": "config", "boost/": "daemon",
+               "systemd/": "daemon"}
 include = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 errors = []
 for lib in ours:
