@@ -243,7 +243,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         return out;
     }
     Config& c = out.config;
-    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "api"});
+    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "retention", "api"});
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
@@ -267,6 +267,20 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         if (d.timeout_seconds < 1) r.problem("delivery.timeout_seconds", "must be >= 1");
     }
     if (auto* t = r.section(root, "priority")) read_priority(r, *t, c.priority);
+    if (auto* t = r.section(root, "retention")) {
+        RetentionConfig& k = c.retention;
+        r.check_keys(*t, "retention.", {"instances_days", "outputs_days", "high_water_percent", "check_interval_seconds"});
+        r.get(*t, "retention.", "instances_days", k.instances_days);
+        r.get(*t, "retention.", "outputs_days", k.outputs_days);
+        r.get(*t, "retention.", "high_water_percent", k.high_water_percent);
+        r.get(*t, "retention.", "check_interval_seconds", k.check_interval_seconds);
+        if (k.instances_days < 0) r.problem("retention.instances_days", "must be >= 0 (0 = keep forever)");
+        if (k.outputs_days < 0) r.problem("retention.outputs_days", "must be >= 0 (0 = keep forever)");
+        if (k.outputs_days > 0 && k.instances_days > k.outputs_days)
+            r.problem("retention.outputs_days", "must be >= instances_days (a purged study has no instances)");
+        if (k.high_water_percent < 0 || k.high_water_percent >= 100) r.problem("retention.high_water_percent", "must be 0-99 (0 = off)");
+        if (k.check_interval_seconds < 1) r.problem("retention.check_interval_seconds", "must be >= 1");
+    }
     if (auto* t = r.section(root, "api")) {
         r.check_keys(*t, "api.", {"listen", "token", "request_timeout_seconds"});
         r.get(*t, "api.", "listen", c.api.listen);

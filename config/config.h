@@ -68,6 +68,14 @@ struct PriorityConfig {
     std::vector<std::string> stat_keywords = {"STAT", "URGENT", "EMERGENCY"};  // in study/procedure description
 };
 
+/// Data retention: what is deleted when (docs/operations.md). 0 = keep forever (the default).
+struct RetentionConfig {
+    double instances_days = 0;        // received instances, counted from the study's last delivery (or analysis)
+    double outputs_days = 0;          // the rest of the study: results, SEG/SR files, database rows (not the audit)
+    double high_water_percent = 0;    // disk use above this purges the oldest settled studies' instances early
+    int check_interval_seconds = 600;
+};
+
 struct ApiConfig {
     std::string listen = "127.0.0.1:8080";  // "" disables the API
     std::string token;  // bearer token; required when listen is not a loopback address
@@ -82,6 +90,7 @@ struct Config {
     std::vector<Destination> destinations;
     DeliveryConfig delivery;
     PriorityConfig priority;
+    RetentionConfig retention;
     ApiConfig api;
 };
 

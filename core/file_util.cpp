@@ -58,4 +58,11 @@ Result<std::uint64_t> free_bytes(const std::string& path) {
     return static_cast<std::uint64_t>(s.f_bavail) * s.f_frsize;
 }
 
+Result<double> used_percent(const std::string& path) {
+    struct statvfs s {};
+    if (::statvfs(path.c_str(), &s) != 0) return errno_error("statvfs " + path);
+    if (s.f_blocks == 0) return 0.0;
+    return 100.0 * static_cast<double>(s.f_blocks - s.f_bavail) / static_cast<double>(s.f_blocks);
+}
+
 }  // namespace triage::core

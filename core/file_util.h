@@ -15,5 +15,7 @@ Status make_dirs(const std::string& path);
 Status rename_file(const std::string& from, const std::string& to, bool sync_dir);
 /// Free bytes available to this process under `path`, or an error.
 Result<std::uint64_t> free_bytes(const std::string& path);
+/// Share of the file system holding `path` that is not available to us, in percent.
+Result<double> used_percent(const std::string& path);
 
 }  // namespace triage::core

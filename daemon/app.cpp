@@ -21,6 +21,7 @@
 #include "daemon/delivery_worker.h"
 #include "daemon/http_server.h"
 #include "daemon/metrics.h"
+#include "daemon/retention_worker.h"
 #include "daemon/service_notify.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
@@ -227,6 +228,9 @@ int run_node(const config::Config& cfg) {
     }
     TRIAGE_LOG_INFO("app", "triaged ready: AE {} port {} data_dir {}", cfg.node.ae_title, scp.port(),
                     cfg.node.data_dir);
+    storage::Retention retention_store(**db, audit, clock);
+    RetentionWorker retention(cfg.retention, cfg.node.data_dir, retention_store, clock);
+    retention.start();
     ServiceNotifier notifier;
     auto status_line = [&] {
         auto q = jobs.stats();
@@ -280,6 +284,7 @@ int run_node(const config::Config& cfg) {
     notifier.stopping();
     const auto deadline = std::chrono::seconds(cfg.node.stop_timeout_seconds);
     api.stop();
+    retention.stop();
     scp.stop(deadline);
     // The running analysis finishes within the deadline; queued jobs wait for the next start.
     if (worker && !worker->stop(deadline)) {

@@ -25,6 +25,7 @@ json study_summary_json(const storage::StudySummary& s) {
                 {"urgent_at_reception", s.intake_priority > 0},
                 {"study_description", s.study_description},
                 {"findings_summary", opt(s.findings_summary)},
+                {"instances_purged_at", opt(s.instances_purged_at)},
                 {"received_at", s.received_at},
                 {"last_received_at", s.last_received_at},
                 {"completed_at", opt(s.completed_at)}};

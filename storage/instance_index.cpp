@@ -105,7 +105,8 @@ constexpr const char* kStudySelect =
     "  WHERE j.study_uid=s.study_uid ORDER BY version DESC LIMIT 1),'receiving') END,"
     "(SELECT CASE WHEN a.job_id IS NULL THEN NULL ELSE COALESCE((SELECT group_concat(f.label || ' ' || "
     "  CAST(round(f.diameter_mm) AS INTEGER) || ' mm', ', ') FROM findings f WHERE f.job_id=a.job_id), "
-    "  'no findings') END FROM (SELECT max(job_id) AS job_id FROM analyses WHERE study_uid=s.study_uid) a) "
+    "  'no findings') END FROM (SELECT max(job_id) AS job_id FROM analyses WHERE study_uid=s.study_uid) a),"
+    "s.instances_purged_at "
     "FROM studies s ";
 
 StudySummary read_study(const Statement& s) {
@@ -133,6 +134,7 @@ StudySummary read_study(const Statement& s) {
     }
     r.state = s.text(15);
     r.findings_summary = s.opt_text(16);
+    r.instances_purged_at = s.opt_text(17);
     return r;
 }
 }  // namespace

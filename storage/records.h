@@ -57,6 +57,7 @@ struct StudySummary {
     std::string study_description;
     int intake_priority = 0;
     std::optional<std::string> findings_summary;  // of the newest analysis: "liver tumor 34 mm, ..."
+    std::optional<std::string> instances_purged_at;  // retention deleted the received instances then
     std::string received_at;  // first instance
     std::string last_received_at;
     std::optional<std::string> completed_at;

@@ -167,6 +167,10 @@ ALTER TABLE analyses ADD COLUMN priority_score REAL;
 ALTER TABLE analyses ADD COLUMN priority_level TEXT;
 ALTER TABLE analyses ADD COLUMN priority_reasons TEXT NOT NULL DEFAULT '[]';
 )SQL",
+        // v5: data retention (instances of a study purged; the study row and its results stay)
+        R"SQL(
+ALTER TABLE studies ADD COLUMN instances_purged_at TEXT;
+)SQL",
     };
     return m;
 }

@@ -312,3 +312,60 @@ TEST_F(StorageTest, StudiesFlaggedUrgentAtReceptionAreClaimedFirst) {
     EXPECT_EQ(jobs->claim().value()->study_uid, "5.1");
 }
 }  // namespace
+
+#include "storage/retention.h"
+
+namespace {
+TEST_F(StorageTest, RetentionPurgesOnlySettledStudiesAndAuditsIt) {
+    for (const char* s : {"6.1", "6.2", "6.3"}) {
+        ASSERT_TRUE(index->record_instance(instance(s, std::string(s) + ".9"), "T"));
+        ASSERT_TRUE(jobs->complete_study(s, std::nullopt, "forced"));
+    }
+    AnalysisStore store(*db, *audit, clock);
+    DeliveryQueue queue(*db, *audit, clock);
+    Retention retention(*db, *audit, clock);
+    for (int k = 0; k < 3; ++k) {  // 6.2 stays running
+        auto job = jobs->claim().value().value();
+        if (job.study_uid == "6.2") continue;
+        AnalysisRecord r;
+        r.job_id = job.id;
+        r.study_uid = job.study_uid;
+        r.model_name = "m";
+        r.model_version = "1";
+        r.model_sha256 = "x";
+        r.outputs.push_back({0, "sr", job.study_uid + ".50", "", "1.2.840.10008.5.1.4.1.1.88.22", job.study_uid + ".50.1",
+                             "outputs/sr.dcm", 0, {"pacs"}});
+        ASSERT_TRUE(store.save(r));
+        ASSERT_TRUE(jobs->finish(job.id, true, ""));
+    }
+    auto now = [&] { return core::format_iso8601(clock.now()); };
+    EXPECT_TRUE(retention.instances_to_purge(now(), 10).value().empty());  // deliveries pending
+    auto pending = queue.due("pacs", 10).value();
+    for (const auto& d : pending) ASSERT_TRUE(queue.record(d, {Attempt::Outcome::Sent, 0, "", {}}));
+    ASSERT_TRUE(index->record_instance(instance("6.3", "6.3.10"), "T"));  // a late instance: 6.3 is receiving again
+    clock.advance(std::chrono::hours(48));
+    std::string day_ago = core::format_iso8601(clock.now() - std::chrono::hours(24));
+    auto due = retention.instances_to_purge(day_ago, 10).value();
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].study_uid, "6.1");
+    EXPECT_EQ(due[0].instance_bytes, 100);
+    auto files = retention.purge_instances("6.1", "age").value();
+    EXPECT_EQ(files, std::vector<std::string>{"instances/6.1.9.dcm"});
+    EXPECT_EQ(index->get_study("6.1").value().instance_count, 0);
+    EXPECT_TRUE(retention.instances_to_purge(day_ago, 10).value().empty());
+    EXPECT_TRUE(retention.purge_instances("6.2", "age").value().empty());  // not settled: nothing happens
+    EXPECT_EQ(index->get_study("6.2").value().instance_count, 1);
+    auto studies = retention.studies_to_purge(day_ago, 10).value();
+    ASSERT_EQ(studies.size(), 1u);
+    EXPECT_EQ(retention.purge_study("6.1", "age").value().size(), 3u);
+    EXPECT_FALSE(index->get_study("6.1"));
+    int purges = 0, trail = 0;
+    auto trail_rows = audit->list("").value();
+    for (const auto& e : trail_rows) {
+        purges += e.event == "instances_purged" || e.event == "study_purged";
+        trail += e.study_uid == std::optional<std::string>("6.1");
+    }
+    EXPECT_EQ(purges, 2);
+    EXPECT_GT(trail, 4);  // the study's audit trail outlives the study
+}
+}  // namespace
