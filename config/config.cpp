@@ -243,7 +243,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         return out;
     }
     Config& c = out.config;
-    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "retention", "api"});
+    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "retention", "notify", "api"});
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
@@ -267,6 +267,22 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         if (d.timeout_seconds < 1) r.problem("delivery.timeout_seconds", "must be >= 1");
     }
     if (auto* t = r.section(root, "priority")) read_priority(r, *t, c.priority);
+    if (auto* t = r.section(root, "notify")) {
+        NotifyConfig& n = c.notify;
+        r.check_keys(*t, "notify.", {"url", "levels", "token", "timeout_seconds", "max_attempts"});
+        r.get(*t, "notify.", "url", n.url);
+        r.get_strings(*t, "notify.", "levels", n.levels);
+        r.get(*t, "notify.", "token", n.token);
+        r.get(*t, "notify.", "timeout_seconds", n.timeout_seconds);
+        r.get(*t, "notify.", "max_attempts", n.max_attempts);
+        if (!n.url.empty() && n.url.rfind("http://", 0) != 0)
+            r.problem("notify.url", "must start with http:// (use a local relay for HTTPS)");
+        for (const auto& l : n.levels)
+            if (l != "critical" && l != "urgent" && l != "routine" && l != "normal")
+                r.problem("notify.levels", "entries must be critical, urgent, routine or normal");
+        if (n.timeout_seconds < 1) r.problem("notify.timeout_seconds", "must be >= 1");
+        if (n.max_attempts < 1) r.problem("notify.max_attempts", "must be >= 1");
+    }
     if (auto* t = r.section(root, "retention")) {
         RetentionConfig& k = c.retention;
         r.check_keys(*t, "retention.", {"instances_days", "outputs_days", "high_water_percent", "check_interval_seconds"});

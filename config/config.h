@@ -76,6 +76,15 @@ struct RetentionConfig {
     int check_interval_seconds = 600;
 };
 
+/// Webhook fired when a study reaches one of `levels` (JSON POST, retried; no patient name).
+struct NotifyConfig {
+    std::string url;  // http://host:port/path; "" = off
+    std::vector<std::string> levels = {"critical", "urgent"};
+    std::string token;  // sent as "Authorization: Bearer <token>" when set
+    int timeout_seconds = 5;
+    int max_attempts = 5;
+};
+
 struct ApiConfig {
     std::string listen = "127.0.0.1:8080";  // "" disables the API
     std::string token;  // bearer token; required when listen is not a loopback address
@@ -91,6 +100,7 @@ struct Config {
     DeliveryConfig delivery;
     PriorityConfig priority;
     RetentionConfig retention;
+    NotifyConfig notify;
     ApiConfig api;
 };
 

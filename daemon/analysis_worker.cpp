@@ -66,7 +66,6 @@ void AnalysisWorker::loop() {
             TRIAGE_LOG_ERROR("db", "job={} could not be closed: {}", j.id, f.error().message);
         if (st) {
             TRIAGE_LOG_INFO("pipeline", "job={} study={} done", j.id, j.study_uid);
-            if (m_on_results) m_on_results();
         } else {
             TRIAGE_LOG_ERROR("pipeline", "job={} study={} failed: {}", j.id, j.study_uid, st.error().message);
         }
@@ -137,6 +136,7 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
     for (auto& o : outputs.value()) o.path = out_rel + o.path.substr(out_dir.size());
     r.outputs = std::move(outputs.value());
     if (auto st = m_results.save(r); !st) return st;
+    if (m_on_results) m_on_results(r);
     for (auto [stage, seconds] : {std::pair{"preprocess", r.seconds_preprocess}, {"vision", r.seconds_vision},
                                   {"decode", r.seconds_decode}, {"mask", r.seconds_mask}, {"total", r.seconds_total}})
         node_metrics().observe("triage_inference_seconds", {{"stage", stage}}, seconds);

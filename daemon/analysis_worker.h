@@ -25,8 +25,8 @@ public:
                    storage::AnalysisStore& results, const pipeline::Model& model, std::string device_uid)
         : m_cfg(cfg), m_index(index), m_jobs(jobs), m_results(results), m_model(model),
           m_device_uid(std::move(device_uid)), m_priority(cfg.priority), m_destinations(cfg.destinations) {}
-    /// Called after a job's results and outputs are saved (to wake the senders). Before start().
-    void on_results(std::function<void()> fn) { m_on_results = std::move(fn); }
+    /// Called after a job's results and outputs are saved (senders, notifications). Before start().
+    void on_results(std::function<void(const storage::AnalysisRecord&)> fn) { m_on_results = std::move(fn); }
     /// Priority rules and destinations for the next jobs (SIGHUP).
     void set_rules(const config::PriorityConfig& priority, const std::vector<config::Destination>& destinations);
     ~AnalysisWorker() { stop(); }
@@ -51,7 +51,7 @@ private:
     std::mutex m_rules_mutex;
     config::PriorityConfig m_priority;
     std::vector<config::Destination> m_destinations;
-    std::function<void()> m_on_results;
+    std::function<void(const storage::AnalysisRecord&)> m_on_results;
     std::atomic<bool> m_stop{false}, m_busy{false};
     std::mutex m_mutex;
     std::condition_variable m_cv;

@@ -23,6 +23,7 @@
 #include "daemon/metrics.h"
 #include "daemon/retention_worker.h"
 #include "daemon/service_notify.h"
+#include "daemon/webhook.h"
 #include "daemon/node_sink.h"
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/outputs.h"
@@ -187,6 +188,8 @@ int run_node(const config::Config& cfg) {
         }
     };
     start_senders(cfg);
+    WebhookNotifier webhook(cfg.notify, audit);
+    webhook.start();
     std::unique_ptr<pipeline::Model> model = load_model(cfg);
     std::unique_ptr<AnalysisWorker> worker;
     if (model) {
@@ -196,8 +199,14 @@ int run_node(const config::Config& cfg) {
             return 1;
         }
         worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model, device_uid.value());
-        worker->on_results([&] {
+        worker->on_results([&](const storage::AnalysisRecord& r) {
             for (auto& s : senders) s->notify();
+            std::string summary, accession;
+            for (const auto& f : r.findings)
+                summary += fmt::format("{}{} {:.0f} mm", summary.empty() ? "" : ", ", f.finding.label, f.finding.diameter_mm);
+            if (auto s = index.get_study(r.study_uid)) accession = s->accession;
+            webhook.study_prioritized(r.study_uid, accession, r.priority_level, r.priority_score.value_or(0),
+                                      r.priority_reasons, summary.empty() ? "no findings" : summary);
         });
         worker->start();
     }

@@ -175,6 +175,40 @@ core::Result<std::pair<std::string, int>> split_listen(const std::string& listen
     return std::pair{host, port};
 }
 
+core::Result<int> http_post_json(const std::string& url, const std::string& body, const std::string& bearer,
+                                 int timeout_seconds) {
+    const std::string scheme = "http://";
+    if (url.rfind(scheme, 0) != 0) return core::make_error(core::ErrorKind::InvalidInput, "not an http:// URL: " + url);
+    size_t slash = url.find('/', scheme.size());
+    std::string authority = url.substr(scheme.size(), slash == std::string::npos ? std::string::npos : slash - scheme.size());
+    std::string target = slash == std::string::npos ? "/" : url.substr(slash);
+    auto hp = split_listen(authority.find(':') == std::string::npos ? authority + ":80" : authority);
+    if (!hp) return hp.error();
+    try {
+        net::io_context ioc;
+        tcp::resolver resolver(ioc);
+        beast::tcp_stream stream(ioc);
+        stream.expires_after(std::chrono::seconds(timeout_seconds));
+        stream.connect(resolver.resolve(hp->first, std::to_string(hp->second)));
+        http::request<http::string_body> req{http::verb::post, target, 11};
+        req.set(http::field::host, authority);
+        req.set(http::field::user_agent, "triage-node");
+        req.set(http::field::content_type, "application/json");
+        if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
+        req.body() = body;
+        req.prepare_payload();
+        http::write(stream, req);
+        beast::flat_buffer buffer;
+        http::response<http::string_body> res;
+        http::read(stream, buffer, res);
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        return static_cast<int>(res.result_int());
+    } catch (const std::exception& e) {
+        return core::make_error(core::ErrorKind::Transient, url + ": " + e.what());
+    }
+}
+
 HttpServer::HttpServer(Handler handler, HttpLimits limits) : m_impl(std::make_unique<Impl>()) {
     m_impl->handler = std::move(handler);
     m_impl->limits = limits;

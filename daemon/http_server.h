@@ -47,6 +47,11 @@ private:
     std::unique_ptr<Impl> m_impl;
 };
 
+/// POSTs a JSON body to an http:// URL (no TLS) and returns the response status; Transient errors
+/// for connection failures and timeouts, InvalidInput for a malformed URL.
+core::Result<int> http_post_json(const std::string& url, const std::string& body, const std::string& bearer,
+                                 int timeout_seconds);
+
 /// Splits "host:port" / "[v6]:port"; InvalidInput with the reason when malformed.
 core::Result<std::pair<std::string, int>> split_listen(const std::string& listen);
 

@@ -42,7 +42,12 @@ def augment(img, masks, rng):
 def make_batch(data, rng, n):
     pos_idx, neg_idx = data["pos"], data["neg"]
     k = n // 2 + n % 2
-    idx = np.concatenate([rng.choice(pos_idx, k), rng.choice(neg_idx, n - k)])
+    if data.get("by_class"):  # class-balanced positives: every label equally often, whatever its slice count
+        by_class = data["by_class"]
+        pos = [rng.choice(by_class[c]) for c in rng.integers(len(by_class), size=k)]
+    else:
+        pos = rng.choice(pos_idx, k)
+    idx = np.concatenate([np.asarray(pos, dtype=np.int64), rng.choice(neg_idx, n - k)])
     img = torch.from_numpy(data["images"][idx].astype(np.float32))[:, None]
     masks = torch.from_numpy(data["masks"][idx].astype(np.float32))
     img, masks = augment(img, masks, rng)
@@ -116,6 +121,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", help="start from this checkpoint (fine-tuning) instead of random weights")
+    ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -124,13 +131,21 @@ def main():
     data = {k: np.concatenate([z[k] for z in parts]) for k in ("images", "masks", "modality")}
     has = data["masks"].any(axis=(1, 2, 3))
     data["pos"], data["neg"] = np.where(has)[0], np.where(~has)[0]
+    if a.balance_classes:
+        per_class = data["masks"].reshape(len(has), len(LABELS), -1).max(axis=2)
+        data["by_class"] = [np.where(per_class[:, c])[0] for c in range(len(LABELS)) if per_class[:, c].any()]
+        print("positive slices per class:", [len(x) for x in data["by_class"]], flush=True)
     print(f"{len(has)} slices, {has.sum()} with lesions; vocab {len(VOCAB)}", flush=True)
     model = mini.MiniUniBiomed(len(VOCAB))
+    if a.init:
+        model.load_state_dict(torch.load(a.init)["model"])
+        print(f"fine-tuning from {a.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     budget, t0, step, last_save = a.minutes * 60, time.time(), 0, time.time()
     while (elapsed := time.time() - t0) < budget:
         frac = elapsed / budget
-        lr = a.lr * min(1.0, (step + 1) / 200) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        warmup = 1.0 if a.init else min(1.0, (step + 1) / 200)
+        lr = a.lr * warmup * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         loss, parts = step_loss(model, *make_batch(data, rng, a.batch))
