@@ -26,6 +26,23 @@ class SystemdTest(NodeTest):
         self.assertIn("Type=notify", unit)
         self.assertIn("WatchdogSec=", unit)
 
+    def test_cmake_install_lays_out_binaries_config_units_and_model(self):
+        prefix = self.tmp / "prefix"
+        r = subprocess.run(["cmake", "--install", str(TRIAGED.parent), "--prefix", str(prefix)], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for rel in ["bin/triaged", "bin/triagectl", "etc/triage-node/triage-node.toml",
+                    "lib/systemd/system/triaged.service", "lib/sysusers.d/triage-node.conf",
+                    "share/triage-node/models/unibiomed-mini/model.json", "share/doc/triage-node/operations.md"]:
+            self.assertTrue((prefix / rel).exists(), rel)
+        # The default config is valid once its absolute paths point into the prefix.
+        cfg = (prefix / "etc/triage-node/triage-node.toml").read_text()
+        cfg = cfg.replace("/usr/share/triage-node", str(prefix / "share/triage-node"))
+        cfg = cfg.replace("/var/lib/triage-node", str(self.tmp / "var"))
+        (self.tmp / "installed.toml").write_text(cfg)
+        r = subprocess.run([str(prefix / "bin/triaged"), "--config", str(self.tmp / "installed.toml"), "--check"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_notify_protocol(self):
         sock_path = self.tmp / "notify.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
