@@ -4,12 +4,13 @@ analyzed phantom study in the source study; a PACS that is down and comes back, 
 the node's AE title, a node killed with deliveries pending, and two destinations of which one is
 down. Each delivery row ends sent exactly once or failed with its reason."""
 import pathlib
+import signal
 import sys
 import time
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import MINI, NodeTest, Orthanc, free_port, phantom, storescu, wait_until  # noqa: E402
+from harness import MINI, NodeTest, Orthanc, free_port, phantom, storescu, wait_until, write_config  # noqa: E402
 
 FAST = {"retry_base_seconds": 0.3, "retry_max_seconds": 1.0, "max_attempts": 1000, "timeout_seconds": 5}
 
@@ -135,6 +136,20 @@ class DeliveryTest(NodeTest):
         self.wait_states(n, uid, "sent", dest="pacs")
         self.assertTrue(all(x["state"] == "pending" for x in self.deliveries(n, uid, "down")))
         self.assertEqual(len(pacs.instances()), 2)
+
+    def test_sighup_applies_a_new_destination_to_the_next_studies(self):
+        pacs = self.orthanc().start()
+        n = self.node(quiet=1, bundle=MINI, delivery=FAST).start()
+        first = self.analyzed_study(n, seed=7)
+        self.assertEqual(self.deliveries(n, first), [])
+        n.destinations.append(destination("pacs", pacs.port))
+        write_config(n.config, n.sections, n.destinations)
+        n.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: reloaded" in n.log(), 10, "the reload")
+        self.assertIn("need a restart", n.log())
+        second = self.analyzed_study(n, seed=8)
+        self.wait_states(n, second, "sent")
+        self.assertEqual(self.deliveries(n, first), [])  # earlier results are not sent retroactively
 
     def test_send_lists_which_kinds_go_where(self):
         pacs = self.orthanc().start()
