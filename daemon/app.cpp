@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -130,12 +131,24 @@ bool check_model(const config::Config& cfg) {
     return model.ok();
 }
 
+namespace {
+std::atomic<int> g_stray_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+}  // namespace
+
 int run_node(const config::Config& cfg) {
-    // Signals are taken synchronously by this thread only; block them before any thread starts.
+    // Signals are taken synchronously by this thread: blocked before any of our threads starts. A
+    // library may have started threads before main() with signals unblocked (OpenBLAS does): a
+    // handler catches what is delivered there, so it is handled the same way instead of killing
+    // the process without a drain.
     sigset_t sigs;
     sigemptyset(&sigs);
     for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    struct sigaction sa {};
+    sa.sa_handler = [](int s) { g_stray_signal.store(s); };
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaction(s, &sa, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
 
     auto lock = prepare_data_dir(cfg);
@@ -273,6 +286,7 @@ int run_node(const config::Config& cfg) {
     for (;;) {
         timespec timeout{0, 500 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, nullptr, &timeout);
+        if (sig <= 0) sig = g_stray_signal.exchange(0);
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig == SIGHUP) {
             notifier.reloading();

@@ -90,6 +90,9 @@ core::Result<WrittenObject> write_sr(const SrInput& in, const std::string& path)
     DcmDataset& header = *source.value()->getDataset();
     if ((c = doc.readPatientData(header)).bad() || (c = doc.readStudyData(header)).bad())
         return fail("patient and study from " + in.source_file, c);
+    // The patient's name is copied as bytes: keep the character set they are encoded in.
+    if (OFString charset; header.findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).good() && !charset.empty())
+        if ((c = doc.setSpecificCharacterSet(charset, OFFalse)).bad()) return fail("character set " + std::string(charset.c_str()), c);
     doc.createNewSeries();
     doc.setSeriesNumber(std::to_string(in.series_number).c_str());
     doc.setInstanceNumber("1");

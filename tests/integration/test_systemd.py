@@ -87,6 +87,17 @@ class SystemdTest(NodeTest):
 
 
 class DrainTest(NodeTest):
+    def test_sigterm_and_sighup_right_after_start_are_handled_not_fatal(self):
+        # OpenBLAS starts a thread before main() with signals unblocked; a signal that lands there
+        # must still be a clean drain (exit 0) or a reload, never the default action.
+        for k in range(4):
+            n = self.node(f"n{k}").start()
+            if k % 2:
+                n.proc.send_signal(signal.SIGHUP)
+                wait_until(lambda: "SIGHUP: reloaded" in n.log(), 10, "the reload")
+            self.assertEqual(n.stop(), 0, n.log())
+
+
     def test_sigterm_during_a_long_analysis_stops_within_the_deadline_and_the_job_resumes(self):
         n = self.node(quiet=1, bundle=MINI)
         n.sections["node"]["stop_timeout_seconds"] = 1

@@ -222,3 +222,38 @@ TEST(FormatDs, AtMostSixteenCharactersAndClose) {
 
 }  // namespace
 }  // namespace triage::dicom_io
+
+namespace triage::dicom_io {
+namespace {
+
+// Patient names in other character sets reach the SR byte for byte, with their character set.
+TEST(SrWriter, KeepsPatientNameBytesAndCharacterSet) {
+    ASSERT_TRUE(init_dcmtk().ok());
+    auto files = test::corpus_files(test::kCorpus / "charset/fo-dicom", false);
+    ASSERT_GE(files.size(), 8u);
+    fs::path dir = fs::temp_directory_path() / "triage-sr-charset";
+    fs::create_directories(dir);
+    for (const auto& f : files) {
+        SrInput sr;
+        sr.source_file = f;
+        sr.modality = "CT";
+        sr.region = "CHEST";
+        sr.findings_text = "No findings in the examined chest.";
+        sr.impression_text = "No findings.";
+        sr.producer = producer();
+        auto written = write_sr(sr, (dir / (fs::path(f).filename().string() + ".sr.dcm")).string());
+        ASSERT_TRUE(written.ok()) << f << ": " << written.error().message;
+        DcmFileFormat src, out;
+        ASSERT_TRUE(src.loadFile(f.c_str()).good());
+        ASSERT_TRUE(out.loadFile(written->path.c_str()).good());
+        for (const DcmTagKey& tag : {DCM_SpecificCharacterSet, DCM_PatientName, DCM_PatientID}) {
+            OFString a, b;
+            src.getDataset()->findAndGetOFStringArray(tag, a);
+            out.getDataset()->findAndGetOFStringArray(tag, b);
+            EXPECT_EQ(std::string(b.c_str()), std::string(a.c_str())) << f << " " << DcmTag(tag).getTagName();
+        }
+    }
+}
+
+}  // namespace
+}  // namespace triage::dicom_io
