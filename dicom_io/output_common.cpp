@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcuid.h"
@@ -31,6 +33,24 @@ std::string format_ds(double v) {
     return fmt::format("{:.1e}", v);
 }
 
+namespace {
+/// False when an item looks like a code (has a code value or meaning) but lacks a part of the
+/// Code Sequence Macro that DCMTK's writers require.
+bool valid_code_items(DcmSequenceOfItems& seq) {
+    for (unsigned long k = 0; k < seq.card(); ++k) {
+        DcmItem* item = seq.getItem(k);
+        bool value = item->tagExistsWithValue(DCM_CodeValue) || item->tagExistsWithValue(DCM_LongCodeValue) ||
+                     item->tagExistsWithValue(DCM_URNCodeValue);
+        bool looks_like_code = value || item->tagExists(DCM_CodeMeaning) || item->tagExists(DCM_CodingSchemeDesignator);
+        if (looks_like_code && !(value && item->tagExistsWithValue(DCM_CodeMeaning) &&
+                                 (item->tagExistsWithValue(DCM_CodingSchemeDesignator) ||
+                                  item->tagExistsWithValue(DCM_URNCodeValue))))
+            return false;
+    }
+    return true;
+}
+}  // namespace
+
 core::Result<std::unique_ptr<DcmFileFormat>> load_source_header(const std::string& path) {
     auto file = std::make_unique<DcmFileFormat>();
     if (OFCondition c = file->loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
@@ -38,11 +58,17 @@ core::Result<std::unique_ptr<DcmFileFormat>> load_source_header(const std::strin
         c.bad())
         return core::make_error(core::ErrorKind::InvalidInput, "cannot read " + path + ": " + c.text());
     DcmDataset& ds = *file->getDataset();
+    std::vector<DcmTagKey> broken_codes;
     for (unsigned long i = 0; i < ds.card(); ++i) {
         DcmElement* e = ds.getElement(i);
-        if (e && !e->isLeaf()) continue;  // sequences are copied only where a module asks for them
-        if (e && e->checkValue("1-n").bad()) e->putString("");
+        if (!e) continue;
+        if (e->isLeaf()) {
+            if (e->checkValue("1-n").bad()) e->putString("");
+        } else if (e->ident() == EVR_SQ && !valid_code_items(*static_cast<DcmSequenceOfItems*>(e))) {
+            broken_codes.push_back(e->getTag());  // e.g. a Procedure Code Sequence without a scheme
+        }
     }
+    for (const auto& tag : broken_codes) ds.findAndDeleteElement(tag);
     return file;
 }
 

@@ -14,8 +14,9 @@ namespace triage::dicom_io {
 std::string truncate_lo(const std::string& text);
 
 /// The header of a source instance (no pixel data) with the values that break their VR (real
-/// scanners write e.g. PatientAge "0Y") emptied, so that DCMTK's strict IOD writers accept the
-/// patient and study modules copied from it. The source file itself is never changed.
+/// scanners write e.g. PatientAge "0Y") emptied and top-level code sequences with incomplete
+/// codes (a Procedure Code Sequence without a scheme) dropped, so that DCMTK's strict IOD writers
+/// accept the patient and study modules copied from it. The source file itself is never changed.
 core::Result<std::unique_ptr<DcmFileFormat>> load_source_header(const std::string& path);
 
 /// Reads `path` back and checks the SOP class and, for multi-frame objects, that Number of Frames

@@ -207,7 +207,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"ct_tilt_uneven", "ct/ge-hispeed-dual-head-tilt"},
                       Case{"ct_tilt_iop_only", "ct/siemens-somatom-as-tilt"},
                       Case{"ct_inconsistent_increment", "ct/ge-lightspeed16-inconsistent-increment"},
+                      Case{"ct_gaps_and_duplicates", "ct/ge-discovery-ct750hd-missing-and-duplicate-slices"},
+                      Case{"ct_philips_axial", "ct/philips-ingenuity-head-study/S2010"},
                       Case{"mr_sagittal", "mr/siemens-prisma-t1-sag-hfs"},
+                      Case{"mr_oblique_3d", "mr/ge-signa-pioneer-t1-mprage"},
                       Case{"enhanced_single_instance", "enhanced/siemens-xa30-t1-multiframe"},
                       Case{"enhanced_split_instances", "enhanced/siemens-xa10-multiframe"}),
     [](const auto& param_info) { return param_info.param.name; });
