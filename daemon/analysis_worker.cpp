@@ -133,8 +133,9 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
     auto outputs = write_study_outputs(study.value(), series, m, make_producer(m, m_cfg.node.ae_title, m_device_uid),
                                        priority_text(priority), out_dir, destinations);
     if (!outputs) return outputs.error();
-    for (auto& o : outputs.value()) o.path = out_rel + o.path.substr(out_dir.size());
-    r.outputs = std::move(outputs.value());
+    for (auto& o : outputs->outputs) o.path = out_rel + o.path.substr(out_dir.size());
+    r.outputs = std::move(outputs->outputs);
+    r.output_errors = std::move(outputs->errors);
     if (auto st = m_results.save(r); !st) return st;
     if (m_on_results) m_on_results(r);
     for (auto [stage, seconds] : {std::pair{"preprocess", r.seconds_preprocess}, {"vision", r.seconds_vision},

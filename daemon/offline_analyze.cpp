@@ -88,7 +88,8 @@ core::Result<json> analyze_folder(const config::Config& cfg, const std::string& 
                                            make_producer(manifest, cfg.node.ae_title, dicom_io::new_uid()),
                                            priority_text(priority), study_dir, {});
         if (!outputs) return outputs.error();
-        r.outputs = std::move(outputs.value());
+        r.outputs = std::move(outputs->outputs);
+        r.output_errors = std::move(outputs->errors);
         put_analysis(d, r, "");
         std::ofstream(study_dir + "/report.json") << d.dump(2) << "\n";
         docs.push_back(d);

@@ -95,6 +95,7 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
     d["analysis"] = {{"job_id", a.job_id}, {"created_at", a.created_at}, {"region", a.region},
                      {"seconds", {{"total", a.seconds_total}, {"preprocess", a.seconds_preprocess},
                                   {"vision", a.seconds_vision}, {"decode", a.seconds_decode}, {"mask", a.seconds_mask}}}};
+    d["output_errors"] = a.output_errors;
     d["outputs"] = json::array();
     for (const auto& o : a.outputs)
         d["outputs"].push_back({{"kind", o.kind}, {"sop_instance_uid", o.sop_instance_uid},

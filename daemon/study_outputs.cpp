@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "core/log.h"
+
 namespace triage::daemon {
 
 namespace {
@@ -35,13 +37,18 @@ dicom_io::Producer make_producer(const pipeline::Manifest& manifest, const std::
     return p;
 }
 
-core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
+core::Result<StudyOutputs> write_study_outputs(
     const StudyAnalysis& study, const std::vector<SeriesInput>& inputs, const pipeline::Manifest& manifest,
     const dicom_io::Producer& producer, const std::string& priority_text, const std::string& dir,
     const std::vector<config::Destination>& destinations) {
     if (inputs.empty() || inputs.front().files.empty())
         return core::make_error(core::ErrorKind::Internal, "no source instances for the outputs");
-    std::vector<storage::OutputRecord> out;
+    StudyOutputs result;
+    std::vector<storage::OutputRecord>& out = result.outputs;
+    auto failed = [&](const std::string& what, const core::Error& e) {
+        TRIAGE_LOG_ERROR("dicom", "{} not written: {}", what, e.message);
+        result.errors.push_back(what + " not written: " + e.message);
+    };
     dicom_io::SrInput sr;
     sr.source_file = inputs.front().files.front();
     sr.region = study.region;
@@ -80,7 +87,10 @@ core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
         }
         std::sort(seg.segments.begin(), seg.segments.end(), [](auto& x, auto& y) { return x.number < y.number; });
         auto written = dicom_io::write_seg(seg, dir + "/seg-" + a.series_uid + ".dcm");
-        if (!written) return written.error();
+        if (!written) {  // the rest of the study's outputs still go out; the report text keeps the finding
+            failed("SEG of series " + a.series_uid, written.error());
+            continue;
+        }
         for (auto& l : lesions) l.seg_sop_instance_uid = written->sop_instance_uid;
         sr.lesions.insert(sr.lesions.end(), lesions.begin(), lesions.end());
         sr.evidence.push_back({written->series_uid, written->sop_class_uid, written->sop_instance_uid});
@@ -88,10 +98,13 @@ core::Result<std::vector<storage::OutputRecord>> write_study_outputs(
                        written->path, written->frames, destinations_for("seg", destinations)});
     }
     auto written = dicom_io::write_sr(sr, dir + "/sr.dcm");
-    if (!written) return written.error();
-    out.push_back({0, "sr", written->series_uid, "", written->sop_class_uid, written->sop_instance_uid, written->path, 0,
-                   destinations_for("sr", destinations)});
-    return out;
+    if (!written) {
+        failed("SR", written.error());
+    } else {
+        out.push_back({0, "sr", written->series_uid, "", written->sop_class_uid, written->sop_instance_uid,
+                       written->path, 0, destinations_for("sr", destinations)});
+    }
+    return result;
 }
 
 }  // namespace triage::daemon

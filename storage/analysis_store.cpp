@@ -13,14 +13,14 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
         Statement& a = m_db.prepare(
             "INSERT INTO analyses(job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,"
             "report_impression,seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at,"
-            "priority_score,priority_level,priority_reasons) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            "priority_score,priority_level,priority_reasons,output_errors) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         a.bind(1, r.job_id).bind(2, r.study_uid).bind(3, r.model_name).bind(4, r.model_version);
         a.bind(5, r.model_sha256).bind(6, r.region).bind(7, r.report.findings).bind(8, r.report.impression);
         a.bind(9, r.seconds_total).bind(10, r.seconds_preprocess).bind(11, r.seconds_vision);
         a.bind(12, r.seconds_decode).bind(13, r.seconds_mask).bind(14, now);
         r.priority_score ? a.bind(15, *r.priority_score) : a.bind_null(15);
         r.priority_level.empty() ? a.bind_null(16) : a.bind(16, r.priority_level);
-        a.bind(17, json(r.priority_reasons).dump());
+        a.bind(17, json(r.priority_reasons).dump()).bind(18, json(r.output_errors).dump());
         if (auto x = a.run(); !x) return x.error();
         if (r.priority_score) {
             Statement& p = m_db.prepare(
@@ -75,6 +75,15 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
             e.detail = json{{"kind", o.kind}, {"path", o.path}, {"frames", o.frames}, {"destinations", o.destinations}}.dump();
             if (auto x = m_audit.append_in_tx(std::move(e)); !x) return x;
         }
+        for (const auto& err : r.output_errors) {
+            AuditEvent f;
+            f.time = now;
+            f.event = "output_failed";
+            f.study_uid = r.study_uid;
+            f.job_id = r.job_id;
+            f.detail = json{{"error", err}}.dump();
+            if (auto x = m_audit.append_in_tx(std::move(f)); !x) return x;
+        }
         AuditEvent e;
         e.time = now;
         e.event = "analysis_saved";
@@ -98,7 +107,7 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
     auto heads = m_db.select<AnalysisRecord>(
         "SELECT job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,report_impression,"
         "seconds_total,seconds_preprocess,seconds_vision,seconds_decode,seconds_mask,created_at,priority_score,"
-        "priority_level,priority_reasons FROM analyses "
+        "priority_level,priority_reasons,output_errors FROM analyses "
         "WHERE study_uid=? ORDER BY job_id DESC LIMIT 1",
         [&](Statement& s) { s.bind(1, study_uid); },
         [](const Statement& s) {
@@ -120,6 +129,8 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
             r.priority_level = s.text(15);
             json reasons = json::parse(s.text(16), nullptr, false);
             if (reasons.is_array()) r.priority_reasons = reasons.get<std::vector<std::string>>();
+            json errors = json::parse(s.text(17), nullptr, false);
+            if (errors.is_array()) r.output_errors = errors.get<std::vector<std::string>>();
             return r;
         });
     if (!heads) return heads.error();

@@ -44,6 +44,7 @@ struct AnalysisRecord {
     std::vector<SeriesResult> series;
     std::vector<StoredFinding> findings;
     std::vector<OutputRecord> outputs;
+    std::vector<std::string> output_errors;  // SEG/SR that could not be written
     std::optional<double> priority_score;  // worklist priority from the findings (also set on the study)
     std::string priority_level;
     std::vector<std::string> priority_reasons;

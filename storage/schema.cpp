@@ -171,6 +171,10 @@ ALTER TABLE analyses ADD COLUMN priority_reasons TEXT NOT NULL DEFAULT '[]';
         R"SQL(
 ALTER TABLE studies ADD COLUMN instances_purged_at TEXT;
 )SQL",
+        // v6: SEG/SR that could not be written for an analysis (the others still were)
+        R"SQL(
+ALTER TABLE analyses ADD COLUMN output_errors TEXT NOT NULL DEFAULT '[]';
+)SQL",
     };
     return m;
 }
