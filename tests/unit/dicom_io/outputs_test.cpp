@@ -211,6 +211,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"ct_philips_axial", "ct/philips-ingenuity-head-study/S2010"},
                       Case{"mr_sagittal", "mr/siemens-prisma-t1-sag-hfs"},
                       Case{"mr_oblique_3d", "mr/ge-signa-pioneer-t1-mprage"},
+                      Case{"mr_repeated_dynamics", "mr/philips-achieva-epi"},
+                      Case{"ct_implicit_3_slices", "seg/dcmqi-liver/source-ct"},
+                      Case{"ct_tiny_16x16", "seg/highdicom-ct/source-ct"},
                       Case{"enhanced_single_instance", "enhanced/siemens-xa30-t1-multiframe"},
                       Case{"enhanced_split_instances", "enhanced/siemens-xa10-multiframe"}),
     [](const auto& param_info) { return param_info.param.name; });
