@@ -224,11 +224,24 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     out.seconds_mask = stages.mask;
     out.segments.assign(total, 0);
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
-    for (const auto& [group, prob] : labels.prob) {
-        for (auto& c : components(prob, v, threshold)) {
-            core::Finding f = measure(c, v, prob);
+    // One lesion map over every label (max): a lesion whose slices the model named differently stays
+    // one component; it takes the label with the most probability mass inside it.
+    std::vector<std::uint8_t> lesion(total, 0);
+    for (const auto& [group, prob] : labels.prob)
+        for (size_t i = 0; i < total; ++i) lesion[i] = std::max(lesion[i], prob[i]);
+    if (!labels.prob.empty()) {
+        for (auto& c : components(lesion, v, threshold)) {
+            const std::string* group = nullptr;
+            double best = -1;
+            for (const auto& [name, prob] : labels.prob) {
+                double mass = 0;
+                for (size_t i : c.voxels) mass += prob[i];
+                if (mass > best) best = mass, group = &name;
+            }
+            core::Finding f = measure(c, v, labels.prob.at(*group));
             if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
-            f.label = group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule") : group;
+            f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
+                                       : *group;
             f.series_uid = v.series_uid;
             f.segment = static_cast<int>(out.findings.size()) + 1;
             for (size_t i : c.voxels) out.segments[i] = static_cast<std::uint8_t>(f.segment);

@@ -173,7 +173,9 @@ class PhantomOutputsTest(unittest.TestCase):
         self.assertEqual(s.SegmentAlgorithmType, "AUTOMATIC")
         self.assertEqual(s.SegmentedPropertyTypeCodeSequence[0].CodeValue, "108369006")
         self.assertEqual(s.AnatomicRegionSequence[0].CodeValue, "39607008")
-        self.assertEqual(s.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion, "0.1.0")
+        bundle = json.loads((MINI / "model.json").read_text())
+        self.assertEqual(s.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName, bundle["name"])
+        self.assertEqual(s.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion, bundle["version"])
         ds, groups, texts = sr_groups(sr["path"])
         [g] = groups
         f = d["findings"][0]

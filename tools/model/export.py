@@ -2,7 +2,7 @@
 """Exports a trained checkpoint as a model bundle (docs/model-bundle.md): model.json, tokenizer.json
 and one TorchScript file per part of the inference path.
 
-usage: export.py CKPT OUT_DIR [--version 0.1.0] [--untrained]
+usage: export.py CKPT OUT_DIR [--version 0.1.0] [--untrained] [--steps-before N]
 """
 import argparse
 import hashlib
@@ -75,6 +75,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--version", default="0.1.0")
     ap.add_argument("--untrained", action="store_true", help="export random weights (tiny test bundle)")
+    ap.add_argument("--steps-before", type=int, default=0,
+                    help="training steps of the checkpoint a fine-tuning run started from (added to trained_steps)")
     a = ap.parse_args()
     torch.manual_seed(42)
     model = mini.MiniUniBiomed(len(VOCAB))
@@ -82,7 +84,7 @@ def main():
     if not a.untrained:
         ck = torch.load(a.ckpt, map_location="cpu")
         model.load_state_dict(ck["model"])
-        steps = ck.get("step", 0)
+        steps = ck.get("step", 0) + a.steps_before
     model.eval()
     out = pathlib.Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
 
 Per slice: visual tokens + "<bos> prompt" -> greedy decoding with a KV cache -> text; the hidden
 state of each generated [SEG] -> seg projection -> mask decoder over the grounding features ->
-mask logits at half the input size. Per study: per-label masks resized bilinearly to the native
-grid, lung lesions merged and labelled by size, 3D connected components, components on fewer than
-`min_slices` slices dropped, then measured.
+mask logits at half the input size. (The per-study assembly that follows lives in
+pipeline/analyzer.cpp: masks resized bilinearly to the native grid, one lesion map over all labels,
+3D connected components each named by the label with the most probability mass in it, lung
+lesions named by size, components on fewer than `min_slices` slices dropped, then measured.)
 """
 import json
 import pathlib
