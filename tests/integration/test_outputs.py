@@ -30,8 +30,8 @@ def dciodvfy_errors(path):
     return [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("Error")]
 
 
-def dcmjs_read(path):
-    r = subprocess.run(["node", str(JS / "read_seg.js"), str(path)], capture_output=True, text=True, timeout=120)
+def dcmjs_read(path, script="read_seg.js"):
+    r = subprocess.run(["node", str(JS / script), str(path)], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise AssertionError(f"dcmjs could not read {path}: {r.stderr[-1500:]}")
     return json.loads(r.stdout)
@@ -130,6 +130,11 @@ class SegOnRealSeriesTest(unittest.TestCase):
                 evidence = {i.ReferencedSOPInstanceUID for st in ds.CurrentRequestedProcedureEvidenceSequence
                             for se in st.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
                 self.assertIn(seg.SOPInstanceUID, evidence)
+                # dcmjs walks the same tree to the same segments and numbers.
+                js = dcmjs_read(case / "sr.dcm", "read_sr.js")
+                self.assertEqual([(g["seg_sop_instance_uid"], g["segment"]) for g in js["groups"]],
+                                 [(seg.SOPInstanceUID, 1), (seg.SOPInstanceUID, 2)])
+                self.assertIn({"name": "Volume", "value": 2.5, "unit": "ml"}, js["groups"][1]["measurements"])
 
 
 class PhantomOutputsTest(unittest.TestCase):
