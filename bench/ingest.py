@@ -71,7 +71,7 @@ class Triaged(Peer):
         self.node = Node(self.work, quiet=3600, durability=durability_key(self.durability), max_associations=16)
         os.environ["TRIAGE_BUILD"] = str(self.build)
         import harness
-        harness.TRIAGED = pathlib.Path(self.build) / "triaged"
+        harness.TRIAGED = pathlib.Path(self.build).resolve() / "triaged"  # nodes run in their own folder
         self.node.start()
         self.port, self.proc = self.node.port, self.node.proc
 
