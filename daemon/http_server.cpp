@@ -44,11 +44,10 @@ std::string percent_decode(const std::string& s) {
     return out;
 }
 
-HttpRequest to_request(const http::request<http::string_body>& r, const std::string& peer) {
+HttpRequest to_request(const http::request<http::string_body>& r) {
     HttpRequest q;
     q.method = std::string(r.method_string());
     q.target = std::string(r.target());
-    q.peer = peer;
     size_t mark = q.target.find('?');
     q.path = percent_decode(q.target.substr(0, mark));
     if (mark != std::string::npos) {
@@ -70,9 +69,6 @@ class Session : public std::enable_shared_from_this<Session> {
 public:
     Session(tcp::socket socket, HttpServer::Impl& impl) : m_stream(std::move(socket)), m_impl(impl) {
         ++m_impl.connections;
-        beast::error_code ec;
-        auto ep = m_stream.socket().remote_endpoint(ec);
-        if (!ec) m_peer = ep.address().to_string();
     }
     ~Session() { --m_impl.connections; }
 
@@ -95,7 +91,7 @@ private:
         const auto& req = m_parser->get();
         HttpResponse res;
         try {
-            res = m_impl.handler(to_request(req, m_peer));
+            res = m_impl.handler(to_request(req));
         } catch (const std::exception& e) {
             TRIAGE_LOG_ERROR("api", "{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
             res = {500, "application/json", R"({"error":"internal error"})"};
@@ -133,7 +129,6 @@ private:
     beast::flat_buffer m_buffer;
     std::optional<http::request_parser<http::string_body>> m_parser;
     http::response<http::string_body> m_response;
-    std::string m_peer;
 };
 
 }  // namespace

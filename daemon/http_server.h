@@ -15,7 +15,7 @@ namespace triage::daemon {
 struct HttpRequest {
     std::string method, target, path;        // target = path + "?" + query
     std::map<std::string, std::string> query;  // decoded
-    std::string authorization, peer;
+    std::string authorization;
 };
 
 struct HttpResponse {

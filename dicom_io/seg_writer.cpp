@@ -109,17 +109,19 @@ core::Result<WrittenObject> write_seg(const SegInput& in, const std::string& pat
                                     "ImagePositionPatient")).bad())
         return fail("dimension index", c);
 
+    // Which segments each slice holds, in one pass over the label map: frames exist only there.
+    std::vector<std::vector<bool>> present(static_cast<size_t>(v.slices), std::vector<bool>(256, false));
+    for (int z = 0; z < v.slices; ++z)
+        for (const std::uint8_t* p = in.labels->data() + plane * z, *end = p + plane; p != end; ++p) present[z][*p] = true;
     std::vector<Uint8> frame(plane);
     int frames = 0;
     for (const auto& s : in.segments) {
         for (int z = 0; z < v.slices; ++z) {
+            if (!present[z][static_cast<size_t>(s.number)]) continue;
             const std::uint8_t* mask = in.labels->data() + plane * z;
-            bool any = false;
-            for (size_t k = 0; k < plane; ++k) any |= (frame[k] = mask[k] == s.number ? 1 : 0) != 0;
-            if (!any) continue;
+            for (size_t k = 0; k < plane; ++k) frame[k] = mask[k] == s.number ? 1 : 0;
             const core::SliceSource& src = v.sources[z];
             FGPlanePosPatient position;
-            std::string ipp = ds3(src.position);
             position.setImagePositionPatient(format_ds(src.position[0]).c_str(), format_ds(src.position[1]).c_str(),
                                              format_ds(src.position[2]).c_str());
             FGFrameContent frame_content;
@@ -135,7 +137,7 @@ core::Result<WrittenObject> write_seg(const SegInput& in, const std::string& pat
             if (!derivation) return core::make_error(core::ErrorKind::Internal, "SEG: derivation image group failed");
             OFVector<FGBase*> groups{&position, &frame_content, derivation.get()};
             if ((c = seg->addFrame(frame.data(), static_cast<Uint16>(s.number), groups)).bad())
-                return fail("frame " + std::to_string(frames + 1) + " (" + ipp + ")", c);
+                return fail("frame " + std::to_string(frames + 1) + " (" + ds3(src.position) + ")", c);
             ++frames;
         }
     }

@@ -203,11 +203,4 @@ core::Result<std::vector<JobRecord>> JobQueue::jobs_for_study(const std::string&
                                   [&](Statement& s) { s.bind(1, study_uid); }, read_job);
 }
 
-core::Result<int> JobQueue::queued_count() {
-    auto n = m_db.select<int>("SELECT COUNT(*) FROM jobs WHERE state='queued'", [](Statement&) {},
-                              [](const Statement& r) { return static_cast<int>(r.integer(0)); });
-    if (!n) return n.error();
-    return n->front();
-}
-
 }  // namespace triage::storage

@@ -37,7 +37,6 @@ public:
     core::Result<int> reset_running();
 
     core::Result<std::vector<JobRecord>> jobs_for_study(const std::string& study_uid);
-    core::Result<int> queued_count();
     struct Stats {
         int queued = 0, running = 0;
         std::optional<std::string> oldest_queued_at;

@@ -48,8 +48,8 @@ class RetentionTest(NodeTest):
         uid = phantom(self.tmp / "q", 52, "CHEST", "none", slices=6)
         self.assertEqual(storescu(n.port, [self.tmp / "q"]).returncode, 0)
         wait_until(lambda: job_state(n, uid) == "queued", 60, "the job to be queued")
-        import time
-        time.sleep(3)  # several retention passes
+        # Several retention passes (each logs that nothing settled is left), not a fixed sleep.
+        wait_until(lambda: n.log().count("no settled study left to purge") >= 3, 30, "three retention passes")
         self.assertEqual(n.ctl("study", uid)["instance_count"], 6)
         self.assertEqual(self.events(n, uid, "instances_purged"), [])
 

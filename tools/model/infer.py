@@ -89,30 +89,3 @@ def parse_labels(words):
         else:
             i += 1
     return labels
-
-
-def connected_components(mask):
-    """26-connected 3D components of a bool (z,y,x) array -> label array, count (pure numpy/scipy-free)."""
-    try:
-        from scipy import ndimage
-        return ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    except ImportError:
-        pass
-    labels = np.zeros(mask.shape, np.int32)
-    count = 0
-    for start in zip(*np.nonzero(mask)):
-        if labels[start]:
-            continue
-        count += 1
-        stack = [start]
-        labels[start] = count
-        while stack:
-            z, y, x = stack.pop()
-            for dz in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    for dx in (-1, 0, 1):
-                        q = (z + dz, y + dy, x + dx)
-                        if all(0 <= q[i] < mask.shape[i] for i in range(3)) and mask[q] and not labels[q]:
-                            labels[q] = count
-                            stack.append(q)
-    return labels, count
