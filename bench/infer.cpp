@@ -1,8 +1,9 @@
 // bench/infer: inference throughput of a model bundle (slices/s, per-stage latency) on CPU or CUDA.
 // usage: infer --bundle DIR [--device auto|cpu|cuda] [--batch 8] [--slices 64] [--threads N]
-//              [--input FILE.f32 --count N] [--dump OUT.json]
+//              [--input FILE.f32 --count N] [--dump OUT.json] [--prompt TEXT]
 // With --input, runs the given preprocessed slices (count x S x S float32) and, with --dump,
 // writes the texts and mask logits (the parity test compares them with tools/model/infer.py).
+// --prompt replaces the recognition prompt (referring segmentation, region-aware description).
 #include <ATen/Parallel.h>
 
 #include <chrono>
@@ -16,7 +17,7 @@
 #include "pipeline/model.h"
 
 int main(int argc, char** argv) {
-    std::string bundle, device = "cpu", input, dump;
+    std::string bundle, device = "cpu", input, dump, prompt;
     int batch = 8, slices = 64, count = 0, threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
@@ -28,9 +29,10 @@ int main(int argc, char** argv) {
         else if (k == "--count") count = std::stoi(v);
         else if (k == "--dump") dump = v;
         else if (k == "--threads") threads = std::stoi(v);
+        else if (k == "--prompt") prompt = v;
     }
     if (bundle.empty()) {
-        std::fprintf(stderr, "usage: infer --bundle DIR [--device D] [--batch N] [--slices N] [--input F --count N] [--dump F]\n");
+        std::fprintf(stderr, "usage: infer --bundle DIR [--device D] [--batch N] [--slices N] [--input F --count N] [--dump F] [--prompt T]\n");
         return 2;
     }
     if (threads > 0) at::set_num_threads(threads);
@@ -57,7 +59,7 @@ int main(int argc, char** argv) {
         images.resize(plane * static_cast<size_t>(slices));
         for (auto& x : images) x = u(rng);
     }
-    std::string prompt = m.prompts.at("recognition").front();
+    if (prompt.empty()) prompt = m.prompts.at("recognition").front();
     if (auto p = prompt.find("{modality}"); p != std::string::npos) prompt.replace(p, 10, "CT");
     triage::pipeline::StageSeconds st;
     nlohmann::json out = nlohmann::json::array();

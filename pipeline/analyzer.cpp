@@ -160,6 +160,68 @@ std::string contrast_word(const core::Volume& v, const core::Finding& f, const s
     return ct ? "isodense" : "isointense";
 }
 
+std::string fill(std::string text, const std::string& key, const std::string& value) {
+    if (auto p = text.find(key); p != std::string::npos) text.replace(p, key.size(), value);
+    return text;
+}
+
+/// Row-major pixel indices of a finding on its key slice.
+std::vector<size_t> key_pixels(const core::Volume& v, const core::Finding& f, const std::vector<std::uint8_t>& segments) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns, base = static_cast<size_t>(f.key_slice) * plane;
+    std::vector<size_t> out;
+    for (size_t i = 0; i < plane; ++i)
+        if (segments[base + i] == f.segment) out.push_back(i);
+    return out;
+}
+
+/// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
+/// slice ("Please segment pancreas in this CT image ."); the lesion takes the label whose organ
+/// covers most of it, if that organ covers at least half of it. Otherwise the name stays.
+core::Result<std::string> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
+                                     const std::vector<size_t>& pixels, const std::string& label, StageSeconds& stages) {
+    const Manifest& m = model.manifest();
+    std::string best_label = label;
+    double best = 0.5;
+    std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
+    for (const auto& [candidate, organ] : m.host_organs) {
+        std::string prompt = fill(fill(m.prompts.at("referring").front(), "{label}", organ), "{modality}", v.modality);
+        auto answer = model.run(key_image, 1, prompt, &stages);
+        if (!answer) return answer.error();
+        if (answer.value().front().masks.empty()) continue;
+        std::fill(prob.begin(), prob.end(), 0);
+        paste_mask(answer.value().front().masks.front().second, m.mask_size, v, 0, prob);
+        double covered = 0;
+        for (size_t i : pixels) covered += prob[i] / 255.0;
+        covered /= static_cast<double>(std::max<size_t>(1, pixels.size()));
+        if (covered > best) best = covered, best_label = candidate;
+    }
+    return best_label;
+}
+
+/// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is
+/// drawn onto the model's input and the model describes what is in it. Returns the text verbatim.
+core::Result<std::string> describe(const Model& model, const core::Volume& v, std::vector<float> key_image,
+                                   const std::vector<size_t>& pixels, const std::string& label, StageSeconds& stages) {
+    const Manifest& m = model.manifest();
+    const int s = m.input_size, width = 2, margin = 3;
+    int y0 = s, x0 = s, y1 = 0, x1 = 0;
+    for (size_t i : pixels) {
+        int y = static_cast<int>(i / static_cast<size_t>(v.columns) * s / static_cast<size_t>(v.rows));
+        int x = static_cast<int>(i % static_cast<size_t>(v.columns) * s / static_cast<size_t>(v.columns));
+        y0 = std::min(y0, y), x0 = std::min(x0, x), y1 = std::max(y1, y), x1 = std::max(x1, x);
+    }
+    y0 = std::max(0, y0 - margin), x0 = std::max(0, x0 - margin);
+    y1 = std::min(s - 1, y1 + margin), x1 = std::min(s - 1, x1 + margin);
+    const auto value = static_cast<float>(m.roi_box_value);
+    for (int y = y0; y <= y1; ++y)
+        for (int x = x0; x <= x1; ++x)
+            if (y < y0 + width || y > y1 - width || x < x0 + width || x > x1 - width)
+                key_image[static_cast<size_t>(y) * s + x] = value;
+    auto answer = model.run(key_image, 1, fill(m.prompts.at("description").front(), "{label}", label), &stages);
+    if (!answer) return answer.error();
+    return answer.value().front().text;
+}
+
 }  // namespace
 
 std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v) {
@@ -193,8 +255,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     const Manifest& m = m_model.manifest();
     core::SeriesAnalysis out;
     out.series_uid = v.series_uid;
-    std::string prompt = m.prompts.at("recognition").front();
-    if (auto p = prompt.find("{modality}"); p != std::string::npos) prompt.replace(p, 10, v.modality);
+    const std::string prompt = fill(m.prompts.at("recognition").front(), "{modality}", v.modality);
     LabelVolumes labels;
     const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
     StageSeconds stages;
@@ -219,9 +280,6 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
         }
         stages.mask += seconds_since(t1);
     }
-    out.seconds_vision = stages.vision;
-    out.seconds_decode = stages.decode;
-    out.seconds_mask = stages.mask;
     out.segments.assign(total, 0);
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     // One lesion map over every label (max): a lesion whose slices the model named differently stays
@@ -248,17 +306,34 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             out.findings.push_back(f);
         }
     }
-    std::stable_sort(out.findings.begin(), out.findings.end(),
-                     [](const core::Finding& a, const core::Finding& b) { return a.volume_ml > b.volume_ml; });
-    for (auto& f : out.findings) {
-        std::string site = site_of(f.label, f);
-        std::string word = contrast_word(v, f, out.segments, v.modality == "CT");
+    for (auto& f : out.findings) {  // per lesion, on its key slice: name grounded in anatomy, description
+        const std::vector<size_t> pixels = key_pixels(v, f, out.segments);
+        const std::vector<float> key_image = preprocess(m, v, f.key_slice, f.key_slice + 1);
+        if (m.host_organs.count(f.label)) {
+            auto named = host_label(m_model, v, key_image, pixels, f.label, stages);
+            if (!named) return named.error();
+            f.label = named.value();
+        }
         std::string label = f.label;
         label[0] = static_cast<char>(::toupper(label[0]));
-        f.description = fmt::format("{}{}: {} lesion measuring {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label,
-                                    site.empty() ? "" : " in the " + site, word, f.diameter_mm, f.volume_ml,
-                                    f.first_slice + 1, f.last_slice + 1);
+        std::string text;
+        if (m.prompts.count("description")) {
+            auto described = describe(m_model, v, key_image, pixels, f.label, stages);
+            if (!described) return described.error();
+            text = described.value();
+        }
+        if (text.empty() || text == "No findings") {  // bundles without the task: measured wording
+            std::string site = site_of(f.label, f);
+            text = contrast_word(v, f, out.segments, v.modality == "CT") + " lesion" + (site.empty() ? "" : " in the " + site);
+        }
+        f.description = fmt::format("{}: {}, {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label, text, f.diameter_mm,
+                                    f.volume_ml, f.first_slice + 1, f.last_slice + 1);
     }
+    out.seconds_vision = stages.vision;
+    out.seconds_decode = stages.decode;
+    out.seconds_mask = stages.mask;
+    std::stable_sort(out.findings.begin(), out.findings.end(),
+                     [](const core::Finding& a, const core::Finding& b) { return a.volume_ml > b.volume_ml; });
     return out;
 }
 

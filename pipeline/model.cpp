@@ -70,6 +70,12 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         m.mask_threshold = th.value("mask", 0.5);
         m.min_slices = th.value("min_slices", 2);
         m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
+        m.host_organs = j.value("host_organs", std::map<std::string, std::string>{});
+        m.roi_box_value = j.value("roi_box_value", 0.0);
+        if (m.prompts.count("description") && m.roi_box_value == 0)
+            return bad("model.json roi_box_value", "a \"description\" prompt needs the ROI box intensity");
+        if (!m.host_organs.empty() && !m.prompts.count("referring"))
+            return bad("model.json host_organs", "needs a \"referring\" prompt");
         json tok = json::parse(tokenizer_json, nullptr, false);
         if (!tok.is_object()) return bad(j.at("tokenizer").get<std::string>(), "not a JSON object");
         m.vocab = tok.at("vocab").get<std::vector<std::string>>();

@@ -30,6 +30,10 @@ struct Manifest {
     std::string default_window;
     std::vector<std::string> chest_keywords;
     double mask_threshold = 0.5, lung_tumor_min_diameter_mm = 30;
+    // Grounding of a lesion's name in anatomy: label -> host organ the model segments on request
+    // ("Please segment <organ> ..."); a lesion takes the label of the organ that holds it.
+    std::map<std::string, std::string> host_organs;
+    double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
     std::string sha256;  // of model.json (which pins every part's sha256)
 };

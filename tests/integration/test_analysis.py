@@ -77,6 +77,9 @@ class MiniModelTest(NodeTest):
             wait_until(lambda: job_state(n, uid) == "done", 600, f"analysis of {uid}")
             d = n.ctl("study", uid)
             self.assertEqual({f["label"] for f in d["findings"]}, want, d["report"])
+            for f in d["findings"]:  # the model's region-aware description, then the measured size
+                self.assertRegex(f["description"], r"^[A-Z][a-z]+ (tumor|nodule): \w+ lesion in the .+, \d+ mm \(volume")
+                self.assertIn(f" {f['side']} ", f["description"])  # the side it names is where the mask is
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])

@@ -18,7 +18,14 @@ PROMPTS = {
         "Can we observe any signs of abnormality ? Please respond with interleaved segmentation masks for the corresponding parts .",
     ],
     "referring": ["Please segment {label} in this {modality} image ."],
+    # region-aware description: the lesion's box drawn on the image (value BOX_VALUE), as the paper does
+    "description": ["Please describe the {label} in the box ."],
 }
+ORGANS = ["liver", "kidney", "pancreas"]  # referring-segmentation targets that host a lesion class
+HOSTS = {"liver tumor": "liver", "kidney tumor": "kidney", "pancreas tumor": "pancreas"}
+BOX_VALUE = 6.0  # outside every preprocessed intensity (CT [0, 1], MR z-scores)
+DESCRIPTION_WORDS = ["hypodense", "enhancing", "solid", "hyperintense", "lesion", "in", "the", "right", "left",
+                     "hepatic", "lobe", "pancreatic", "head", "body/tail", "cerebral", "hemisphere"]
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<image>", "[SEG]"]
 ANSWER_WORDS = ["It", "is", ".", ",", "No", "findings", "liver", "kidney", "pancreas", "lung", "brain",
                 "tumor", "nodule"]
@@ -31,7 +38,7 @@ def build_vocab():
             for w in t.replace("{modality}", "CT MR").replace("{label}", "").split():
                 if w not in words:
                     words.append(w)
-    return words
+    return words + [w for w in DESCRIPTION_WORDS if w not in words]  # appended: older ids stay valid
 
 
 VOCAB = build_vocab()
@@ -48,6 +55,29 @@ def answer_text(labels):
     if not present:
         return "No findings"
     return "It is " + " , ".join(f"[SEG] . {l}" for l in present)
+
+
+def description_text(label, side, enhancing=False):
+    """Reference wording of a lesion's description (PHANTOMS.md report wording; size is measured
+    from the mask by the node and not generated): '<density> lesion in the <site>'."""
+    organ = label.split()[0]
+    density = {"liver": "hypodense", "pancreas": "hypodense", "lung": "solid", "brain": "hyperintense",
+               "kidney": "enhancing" if enhancing else "hypodense"}[organ]
+    site = {"liver": f"{side} hepatic lobe", "kidney": f"{side} kidney", "lung": f"{side} lung",
+            "brain": f"{side} cerebral hemisphere",
+            "pancreas": "pancreatic head" if side == "right" else "pancreatic body/tail"}[organ]
+    return f"{density} lesion in the {site}"
+
+
+def draw_box(image, y0, x0, y1, x1, width=2):
+    """Draws an ROI box outline (inclusive pixel bounds) onto a (S, S) tensor/array in place."""
+    s = image.shape[-1]
+    y0, x0, y1, x1 = max(0, y0), max(0, x0), min(s - 1, y1), min(s - 1, x1)
+    image[..., y0:y0 + width, x0:x1 + 1] = BOX_VALUE
+    image[..., y1 - width + 1:y1 + 1, x0:x1 + 1] = BOX_VALUE
+    image[..., y0:y1 + 1, x0:x0 + width] = BOX_VALUE
+    image[..., y0:y1 + 1, x1 - width + 1:x1 + 1] = BOX_VALUE
+    return image
 
 
 def window_for(body_part):

@@ -15,6 +15,9 @@ import tempfile
 from collections import defaultdict
 
 import numpy as np
+import pydicom
+import torch
+import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "phantoms"))
@@ -22,6 +25,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from dicomseg import seg_to_volume, source_slices  # noqa: E402
 from phantom import REGION_CLASSES, make_phantom  # noqa: E402
 from write_study import write_study  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools" / "model"))
+from common import description_text  # noqa: E402
 
 LABELS = ["liver tumor", "kidney tumor", "pancreas tumor", "lung nodule", "lung tumor", "brain tumor"]
 
@@ -29,6 +34,51 @@ LABELS = ["liver tumor", "kidney tumor", "pancreas tumor", "lung nodule", "lung 
 class Truth:
     def __init__(self, region, shape, lesions, folder):
         self.region, self.shape, self.lesions, self.folder = region, tuple(int(x) for x in shape), lesions, folder
+
+
+def bleu1(hyp, ref):
+    """Sentence BLEU-1: clipped unigram precision times the brevity penalty."""
+    h, r = hyp.split(), ref.split()
+    if not h:
+        return 0.0
+    clipped = sum(min(h.count(w), r.count(w)) for w in set(h))
+    bp = 1.0 if len(h) > len(r) else float(np.exp(1 - len(r) / len(h)))
+    return bp * clipped / len(h)
+
+
+def rouge_l(hyp, ref):
+    """ROUGE-L F1 from the longest common subsequence of words."""
+    h, r = hyp.split(), ref.split()
+    if not h or not r:
+        return 0.0
+    lcs = [[0] * (len(r) + 1) for _ in range(len(h) + 1)]
+    for i, a in enumerate(h):
+        for j, b in enumerate(r):
+            lcs[i + 1][j + 1] = lcs[i][j] + 1 if a == b else max(lcs[i][j + 1], lcs[i + 1][j])
+    p, rec = lcs[-1][-1] / len(h), lcs[-1][-1] / len(r)
+    return 2 * p * rec / (p + rec) if p + rec else 0.0
+
+
+def reference_description(label, mask, folder):
+    """PHANTOMS.md wording of a truth lesion: its side from the mask, and for kidney tumors
+    whether it enhances (brighter than the kidney tissue around it in the source images)."""
+    side = "right" if np.nonzero(mask)[2].mean() < mask.shape[2] / 2 else "left"
+    enhancing = False
+    if label == "kidney tumor":
+        files = sorted(folder.iterdir())
+        heads = [pydicom.dcmread(f) for f in files]
+        heads.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+        vol = np.stack([d.pixel_array.astype(np.float32) for d in heads])
+        m = torch.from_numpy(mask.astype(np.float32))[:, None]
+        ring = (F.max_pool2d(m, 9, 1, 4) - m)[:, 0].numpy() > 0
+        enhancing = vol[mask].mean() > vol[ring].mean()
+    return description_text(label, side, enhancing)
+
+
+def generated_description(finding):
+    """The model's text inside the node's description ('<Label>: <text>, 23 mm (volume ...')."""
+    head = finding["description"].split(": ", 1)[-1]
+    return head.rsplit(" mm (volume", 1)[0].rsplit(", ", 1)[0]
 
 
 def dice(a, b):
@@ -82,12 +132,15 @@ def main():
     docs = json.loads(r.stdout)
     docs = docs if isinstance(docs, list) else [docs]
     exact, tp, fp, fn, tn = 0, defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
-    dices, dices10, seconds = defaultdict(list), [], []
+    dices, dices10, seconds, bleu, rouge = defaultdict(list), [], [], [], []
     for d in docs:
         ph = truth[d["study_uid"]]
         want = {label for label, _, _ in ph.lesions}
         got = {f["label"] for f in d["findings"]}
         exact += want == got
+        if want != got:
+            print(f"{ph.folder.name} {ph.region}: truth {sorted(want)} found {sorted(got)} "
+                  f"{[(f['label'], round(f['diameter_mm'])) for f in d['findings']]}", file=sys.stderr)
         for label in REGION_CLASSES[ph.region]:
             if label in want:
                 (tp if label in got else fn)[label] += 1
@@ -101,6 +154,12 @@ def main():
             hit = np.unique(seg[mask])
             pred = np.isin(seg, hit[hit > 0])
             dsc = dice(mask, pred)
+            counts = np.bincount(seg[mask], minlength=256)[1:]
+            found = [f for f in d["findings"] if counts.any() and f["segment"] == int(counts.argmax()) + 1]
+            if found:  # description of the finding that holds most of the lesion
+                ref, hyp = reference_description(label, mask, ph.folder), generated_description(found[0])
+                bleu.append(bleu1(hyp, ref))
+                rouge.append(rouge_l(hyp, ref))
             dices[label].append(dsc)
             if diameter >= 10:
                 dices10.append(dsc)
@@ -111,6 +170,8 @@ def main():
                           "dice_mean": float(np.mean(dices[l])) if dices[l] else None, "lesions": len(dices[l])}
                       for l in LABELS},
         "mean_dice_lesions_ge_10mm": float(np.mean(dices10)) if dices10 else None,
+        "descriptions": {"compared": len(bleu), "bleu1": float(np.mean(bleu)) if bleu else None,
+                         "rouge_l": float(np.mean(rouge)) if rouge else None},
         "seconds_per_slice": float(np.mean(seconds)),
     }
     print(json.dumps(result, indent=2))

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import mini  # noqa: E402
-from common import INPUT_SIZE, LABELS, PROMPTS, SNOMED, SPECIAL, VOCAB  # noqa: E402
+from common import BOX_VALUE, HOSTS, INPUT_SIZE, LABELS, PROMPTS, SNOMED, SPECIAL, VOCAB  # noqa: E402
 
 PARTS = {
     "vision_encoder": {"inputs": {"image": [-1, 1, INPUT_SIZE, INPUT_SIZE]},
@@ -64,6 +64,8 @@ def manifest(version, trained_steps):
         "special_tokens": {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "image": "<image>", "seg": "[SEG]"},
         "prompts": PROMPTS,
         "labels": labels,
+        "host_organs": HOSTS,
+        "roi_box_value": BOX_VALUE,
         "thresholds": {"mask": 0.5, "min_slices": 2, "lung_tumor_min_diameter_mm": 30.0},
         "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},
     }

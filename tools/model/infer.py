@@ -6,7 +6,9 @@ state of each generated [SEG] -> seg projection -> mask decoder over the groundi
 mask logits at half the input size. (The per-study assembly that follows lives in
 pipeline/analyzer.cpp: masks resized bilinearly to the native grid, one lesion map over all labels,
 3D connected components each named by the label with the most probability mass in it, lung
-lesions named by size, components on fewer than `min_slices` slices dropped, then measured.)
+lesions named by size, components on fewer than `min_slices` slices dropped, then measured; per
+lesion, on its key slice, the host organs segmented by referring prompts re-name it and the
+region-aware description prompt on the boxed slice describes it.)
 """
 import json
 import pathlib

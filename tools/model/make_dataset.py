@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Generates the mini model's training/validation slices from phantom studies.
 
-usage: make_dataset.py OUT.npz --studies N --seed S [--workers 2]
+usage: make_dataset.py OUT.npz --studies N --seed S [--workers 2] [--organs]
 Each study: a random region, 0-2 lesions; every slice with a lesion plus a sample of clean slices,
-preprocessed and resized to INPUT_SIZE, with per-class masks at INPUT_SIZE.
+preprocessed and resized to INPUT_SIZE, with per-class masks at INPUT_SIZE. --organs: CT abdomen
+studies only, with the host organ masks (liver, kidney, pancreas) for referring segmentation.
 """
 import argparse
 import multiprocessing
@@ -16,13 +17,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "phantoms"))
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from common import INPUT_SIZE, LABELS, preprocess_volume  # noqa: E402
+from common import INPUT_SIZE, LABELS, ORGANS, preprocess_volume  # noqa: E402
 from phantom import make_phantom  # noqa: E402
 
 
-def one_study(seed):
+def resized(masks, idx):
+    m = torch.from_numpy(masks[:, idx].transpose(1, 0, 2, 3).astype(np.float32))
+    return (F.interpolate(m, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False) > 0.5).numpy()
+
+
+def one_study(seed, organs=False):
     rng = np.random.default_rng(seed)
-    region = ["CHEST", "ABDOMEN", "HEAD"][seed % 3]
+    region = "ABDOMEN" if organs else ["CHEST", "ABDOMEN", "HEAD"][seed % 3]
     n_les = int(rng.choice([0, 1, 1, 2, 2]))
     nz = int(rng.integers(30, 70)) if region != "HEAD" else int(rng.integers(30, 60))
     ph = make_phantom(seed, region, n_lesions=n_les, slices=nz)
@@ -37,9 +43,14 @@ def one_study(seed):
     idx = np.sort(np.concatenate([pos, neg]))
     t = torch.from_numpy(img[idx])[:, None]
     t = F.interpolate(t, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    m = torch.from_numpy(masks[:, idx].transpose(1, 0, 2, 3).astype(np.float32))
-    m = F.interpolate(m, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False) > 0.5
-    return t[:, 0].numpy().astype(np.float16), m.numpy(), np.full(len(idx), 0 if ph.modality == "CT" else 1, np.uint8)
+    out = [t[:, 0].numpy().astype(np.float16), resized(masks, idx), np.full(len(idx), 0 if ph.modality == "CT" else 1, np.uint8)]
+    if organs:
+        out.append(resized(np.stack([ph.organs[o] for o in ORGANS]), idx))
+    return out
+
+
+def organ_study(seed):
+    return one_study(seed, organs=True)
 
 
 def main():
@@ -48,15 +59,17 @@ def main():
     ap.add_argument("--studies", type=int, default=150)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--organs", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [a.seed * 100000 + i for i in range(a.studies)]
     with multiprocessing.Pool(a.workers) as pool:
-        parts = pool.map(one_study, seeds, chunksize=1)
+        parts = pool.map(organ_study if a.organs else one_study, seeds, chunksize=1)
     imgs = np.concatenate([p[0] for p in parts])
     masks = np.concatenate([p[1] for p in parts])
     mods = np.concatenate([p[2] for p in parts])
-    np.savez(a.out, images=imgs, masks=masks, modality=mods)
+    extra = {"organs": np.concatenate([p[3] for p in parts])} if a.organs else {}
+    np.savez(a.out, images=imgs, masks=masks, modality=mods, **extra)
     print(f"{a.out}: {len(imgs)} slices, {int(masks.any(axis=(1, 2, 3)).sum())} with lesions")
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import mini  # noqa: E402
-from common import LABELS, PROMPTS, TOK, VOCAB, answer_text, encode  # noqa: E402
+from common import LABELS, ORGANS, PROMPTS, TOK, VOCAB, answer_text, description_text, draw_box, encode  # noqa: E402
 
 SEG, PAD = TOK["[SEG]"], TOK["<pad>"]
 
@@ -39,39 +39,84 @@ def augment(img, masks, rng):
     return img * gain + bias + 0.01 * torch.randn_like(img), masks
 
 
-def make_batch(data, rng, n):
-    pos_idx, neg_idx = data["pos"], data["neg"]
-    k = n // 2 + n % 2
+def pick_positives(data, rng, k):
     if data.get("by_class"):  # class-balanced positives: every label equally often, whatever its slice count
-        by_class = data["by_class"]
-        pos = [rng.choice(by_class[c]) for c in rng.integers(len(by_class), size=k)]
-    else:
-        pos = rng.choice(pos_idx, k)
-    idx = np.concatenate([np.asarray(pos, dtype=np.int64), rng.choice(neg_idx, n - k)])
+        return [rng.choice(data["by_class"][c]) for c in rng.integers(len(data["by_class"]), size=k)]
+    return list(rng.choice(data["pos"], k))
+
+
+def load_slices(data, idx, rng, organs=None):
     img = torch.from_numpy(data["images"][idx].astype(np.float32))[:, None]
     masks = torch.from_numpy(data["masks"][idx].astype(np.float32))
-    img, masks = augment(img, masks, rng)
-    referring = rng.random() < 0.25  # one task per batch keeps the prompt length uniform
+    if organs is None:
+        return (*augment(img, masks, rng), None)
+    both = torch.cat([masks, torch.from_numpy(organs[idx].astype(np.float32))], 1)
+    img, both = augment(img, both, rng)
+    return img, both[:, :len(LABELS)], both[:, len(LABELS):]
+
+
+def lesion_box(mask, margin=3):
+    ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
+    return int(ys.min()) - margin, int(xs.min()) - margin, int(ys.max()) + margin, int(xs.max()) + margin
+
+
+def make_batch(data, rng, n, organ_data=None, organ_share=0.2):
+    """One task per batch (keeps the prompt length uniform): grounded recognition, referring
+    segmentation of a lesion class, referring segmentation of a host organ (with --organ-data) or
+    region-aware description of the lesion in a drawn box. Returns the images, the lesion masks
+    (auxiliary loss), token ids, each sample's [SEG] target masks and the prompt length."""
+    r = rng.random()
+    task = ("referring" if r < 0.15 else "description" if r < 0.30 else
+            "organ" if r < 0.30 + organ_share and organ_data is not None else "recognition")
+    src = organ_data if task == "organ" else data
+    k = n // 2 + n % 2 if task in ("recognition", "referring") else n
+    idx = np.concatenate([np.asarray(pick_positives(data, rng, k) if task != "organ" else rng.choice(len(src["images"]), k),
+                                     dtype=np.int64), rng.choice(src["neg"], n - k)])
+    raw = torch.from_numpy(src["images"][idx].astype(np.float32))
+    img, masks, organs = load_slices(src, idx, rng, src.get("organs"))
     template = PROMPTS["recognition"][rng.integers(len(PROMPTS["recognition"]))]
-    ids, classes = [], []
+    ids, targets = [], []
     for j, i in enumerate(idx):
         present = [LABELS[c] for c in range(len(LABELS)) if masks[j, c].sum() > 2]
-        modality = "CT" if data["modality"][i] == 0 else "MR"
-        if referring:  # "Please segment <label> ..." -> "It is [SEG] ." (or "No findings")
+        modality = "CT" if src["modality"][i] == 0 else "MR"
+        if task == "organ":  # "Please segment pancreas in this CT image ." -> "It is [SEG] ."
+            have = [o for c, o in enumerate(ORGANS) if organs[j, c].sum() > 2]
+            organ = have[rng.integers(len(have))] if have and rng.random() < 0.85 else ORGANS[rng.integers(len(ORGANS))]
+            prompt = encode(PROMPTS["referring"][0].format(label=organ, modality=modality))
+            found = organ in have
+            ans = encode("It is [SEG] ." if found else "No findings")
+            targets.append([organs[j, ORGANS.index(organ)]] if found else [])
+        elif task == "referring":  # "Please segment <label> ..." -> "It is [SEG] ." (or "No findings")
             label = present[rng.integers(len(present))] if present and rng.random() < 0.8 else \
                 LABELS[rng.integers(len(LABELS))]
             prompt = encode(PROMPTS["referring"][0].format(label=label, modality=modality))
-            present = [label] if label in present else []
-            ans = encode("It is [SEG] ." if present else "No findings") + [TOK["<eos>"]]
+            ans = encode("It is [SEG] ." if label in present else "No findings")
+            targets.append([masks[j, LABELS.index(label)]] if label in present else [])
+        elif task == "description":  # box drawn around one lesion class -> "<density> lesion in the <site>"
+            label = present[rng.integers(len(present))] if present else None
+            if label is None:  # augmentation pushed the lesion out of view
+                label = LABELS[rng.integers(len(LABELS))]
+                prompt = encode(PROMPTS["description"][0].format(label=label))
+                ans = encode("No findings")
+            else:
+                c = LABELS.index(label)
+                truth = torch.from_numpy(data["masks"][i, c]).float()
+                side = "right" if float(truth.nonzero()[:, 1].float().mean()) < truth.shape[1] / 2 else "left"
+                ring = F.max_pool2d(truth[None, None], 9, 1, 4)[0, 0] - truth
+                delta = (raw[j][truth > 0].mean() - raw[j][ring > 0].mean()) * 425.0 if ring.sum() else torch.tensor(0.0)
+                draw_box(img[j, 0], *lesion_box(masks[j, c]))
+                prompt = encode(PROMPTS["description"][0].format(label=label))
+                ans = encode(description_text(label, side, enhancing=float(delta) > 0))
+            targets.append([])
         else:
             prompt = encode(template.format(modality=modality))
-            ans = encode(answer_text(present)) + [TOK["<eos>"]]
-        ids.append([TOK["<bos>"]] + prompt + ans)
-        classes.append([LABELS.index(l) for l in present])
-    plen = 1 + len(prompt)  # every label is two words: prompts of one batch have one length
+            ans = encode(answer_text(present))
+            targets.append([masks[j, LABELS.index(l)] for l in LABELS if l in present])
+        ids.append([TOK["<bos>"]] + prompt + ans + [TOK["<eos>"]])
+    plen = 1 + len(prompt)  # the prompts of one batch have one length (labels: two words, organs: one)
     width = max(len(s) for s in ids)
     ids = torch.tensor([s + [PAD] * (width - len(s)) for s in ids])
-    return img, masks, ids, classes, plen
+    return img, masks, ids, targets, plen
 
 
 def dice_loss(logits, target, eps=1.0):
@@ -80,7 +125,7 @@ def dice_loss(logits, target, eps=1.0):
     return (1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
 
 
-def step_loss(model, img, masks, ids, classes, plen):
+def step_loss(model, img, masks, ids, targets, plen):
     f = model.trunk(img)
     vis, aux = model.vhead(f[4], f[5])
     pix = model.pixdec(f)
@@ -94,12 +139,11 @@ def step_loss(model, img, masks, ids, classes, plen):
     l_text = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), tgt.reshape(-1), ignore_index=PAD)
     # [SEG] inputs sit at ids[t] (t >= plen), i.e. sequence position nv + t - 1 of x
     seg_hidden, seg_target = [], []
-    small = F.avg_pool2d(masks, 2)
     for b in range(ids.shape[0]):
         where = (ids[b, :-1] == SEG).nonzero().flatten()
         for k, t in enumerate(where.tolist()):
             seg_hidden.append((b, hidden[b, nv + t]))
-            seg_target.append(small[b, classes[b][k]])
+            seg_target.append(F.avg_pool2d(targets[b][k][None, None], 2)[0, 0])
     l_seg = torch.zeros(())
     if seg_hidden:
         prompts = model.segproj(torch.stack([h for _, h in seg_hidden]))
@@ -123,6 +167,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", help="start from this checkpoint (fine-tuning) instead of random weights")
     ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
+    ap.add_argument("--organ-data", help="make_dataset.py --organs output: adds referring segmentation of host organs")
+    ap.add_argument("--organ-share", type=float, default=0.2, help="fraction of batches for host organ segmentation")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -136,9 +182,20 @@ def main():
         data["by_class"] = [np.where(per_class[:, c])[0] for c in range(len(LABELS)) if per_class[:, c].any()]
         print("positive slices per class:", [len(x) for x in data["by_class"]], flush=True)
     print(f"{len(has)} slices, {has.sum()} with lesions; vocab {len(VOCAB)}", flush=True)
+    organ_data = None
+    if a.organ_data:
+        z = np.load(a.organ_data)
+        organ_data = {k: z[k] for k in ("images", "masks", "modality", "organs")}
+        organ_data["neg"] = np.arange(len(organ_data["images"]))
+        print(f"organ slices: {len(organ_data['images'])}", flush=True)
     model = mini.MiniUniBiomed(len(VOCAB))
     if a.init:
-        model.load_state_dict(torch.load(a.init)["model"])
+        state = torch.load(a.init)["model"]
+        for key in ("lm.tok.weight", "lm.head.weight", "lm.head.bias"):  # the vocabulary only ever grows at its end
+            old, new = state[key], model.state_dict()[key].clone()
+            new[:old.shape[0]] = old
+            state[key] = new
+        model.load_state_dict(state)
         print(f"fine-tuning from {a.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     budget, t0, step, last_save = a.minutes * 60, time.time(), 0, time.time()
@@ -148,7 +205,7 @@ def main():
         lr = a.lr * warmup * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, parts = step_loss(model, *make_batch(data, rng, a.batch))
+        loss, parts = step_loss(model, *make_batch(data, rng, a.batch, organ_data, a.organ_share))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -38,6 +38,7 @@ class Phantom:
     pixel_spacing: float
     slice_spacing: float
     lesions: list
+    organs: dict = dataclasses.field(default_factory=dict)  # host organ name -> bool mask (CT abdomen)
 
 
 def _grid(shape, px, dz):
@@ -162,7 +163,9 @@ def make_phantom(seed, region=None, n_lesions=None, labels=None, slices=None):
     lesions = _add_lesions(rng, labels, organs, z, y, x, px, dz, hu, lesion_hu)
     hu += rng.normal(0, rng.uniform(8, 20), hu.shape).astype(np.float32)
     stored = np.clip(np.round(hu + 1024), -32768, 32767).astype(np.int16)
-    return Phantom(region, "CT", stored, px, dz, lesions)
+    hosts = {"liver": organs.get("liver"), "pancreas": organs.get("pancreas"),
+             "kidney": organs["kidney_r"] | organs["kidney_l"] if "kidney_r" in organs else None}
+    return Phantom(region, "CT", stored, px, dz, lesions, {k: m for k, m in hosts.items() if m is not None})
 
 
 def _mr_head(rng, labels, slices):

@@ -38,6 +38,26 @@ TEST(Model, LoadsAndValidatesTheTestBundle) {
     EXPECT_EQ(m.labels[0].region.scheme, "SCT");
     EXPECT_EQ(m.sha256.size(), 64u);
     EXPECT_EQ(model.device_name(), "cpu");
+    EXPECT_EQ(m.host_organs.at("pancreas tumor"), "pancreas");
+    EXPECT_GT(m.roi_box_value, 1.0);  // outside the preprocessed CT range
+    EXPECT_TRUE(m.prompts.count("description"));
+}
+
+TEST(Model, ManifestTasksNeedWhatTheyUse) {
+    std::ifstream in(kBundle / "model.json"), tok(kBundle / "tokenizer.json");
+    std::string text((std::istreambuf_iterator<char>(in)), {}), tokenizer((std::istreambuf_iterator<char>(tok)), {});
+    auto without = [&](const std::string& key) {
+        std::string t = text;
+        auto p = t.find("\"" + key + "\"");
+        t.replace(p, key.size() + 2, "\"unused_" + key + "\"");
+        return parse_manifest(t, tokenizer);
+    };
+    auto r = without("roi_box_value");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("roi_box_value"), std::string::npos) << r.error().message;
+    r = without("referring");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("host_organs"), std::string::npos) << r.error().message;
 }
 
 TEST(Model, RunGivesOneAnswerPerSliceWithMasksOfTheManifestSize) {
@@ -101,7 +121,7 @@ TEST(Analyzer, WindowsAndReportFollowTheManifest) {
     core::Finding f;
     f.label = "liver tumor";
     f.diameter_mm = 31;
-    f.description = "Liver tumor in the right hepatic lobe: hypodense lesion measuring 31 mm.";
+    f.description = "Liver tumor: hypodense lesion in the right hepatic lobe, 31 mm (volume 12.0 mL), slices 3-9.";
     s.findings.push_back(f);
     auto one = compose_report({s}, "ABDOMEN", m);
     EXPECT_NE(one.impression.find("liver tumor 31 mm"), std::string::npos) << one.impression;
