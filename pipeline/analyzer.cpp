@@ -165,34 +165,58 @@ std::string fill(std::string text, const std::string& key, const std::string& va
     return text;
 }
 
-/// Row-major pixel indices of a finding on its key slice.
-std::vector<size_t> key_pixels(const core::Volume& v, const core::Finding& f, const std::vector<std::uint8_t>& segments) {
-    const size_t plane = static_cast<size_t>(v.rows) * v.columns, base = static_cast<size_t>(f.key_slice) * plane;
+/// Row-major pixel indices of a lesion on one slice.
+std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
     std::vector<size_t> out;
-    for (size_t i = 0; i < plane; ++i)
-        if (segments[base + i] == f.segment) out.push_back(i);
+    for (size_t i : voxels)
+        if (i / plane == static_cast<size_t>(z)) out.push_back(i % plane);
     return out;
 }
 
+/// Pixels of the key slice within `radius` pixels (chessboard distance) of the lesion, outside it.
+std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>& pixels, int radius) {
+    const int rows = v.rows, cols = v.columns;
+    std::vector<std::uint8_t> in(static_cast<size_t>(rows) * cols, 0), near(in.size(), 0), out(in.size(), 0);
+    for (size_t i : pixels) in[i] = 1;
+    for (int y = 0; y < rows; ++y)  // separable dilation: along rows, then along columns
+        for (int x = 0; x < cols; ++x)
+            for (int d = -radius; d <= radius && !near[static_cast<size_t>(y) * cols + x]; ++d)
+                near[static_cast<size_t>(y) * cols + x] = x + d >= 0 && x + d < cols && in[static_cast<size_t>(y) * cols + x + d];
+    std::vector<size_t> ring;
+    for (int y = 0; y < rows; ++y)
+        for (int x = 0; x < cols; ++x) {
+            const size_t i = static_cast<size_t>(y) * cols + x;
+            for (int d = -radius; d <= radius && !out[i]; ++d)
+                out[i] = y + d >= 0 && y + d < rows && near[static_cast<size_t>(y + d) * cols + x];
+            if (out[i] && !in[i]) ring.push_back(i);
+        }
+    return ring;
+}
+
 /// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
-/// slice ("Please segment pancreas in this CT image ."); the lesion takes the label whose organ
-/// covers most of it, if that organ covers at least half of it. Otherwise the name stays.
+/// slice ("Please segment pancreas in this CT image ."), and the lesion takes the label of the
+/// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
+/// the lesion (the organ's tissue, not the lesion's own pixels, which hosts may or may not
+/// include). Below host_min_coverage for every organ the recognized name stays.
 core::Result<std::string> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
                                      const std::vector<size_t>& pixels, const std::string& label, StageSeconds& stages) {
     const Manifest& m = model.manifest();
+    const int radius = std::max(1, static_cast<int>(std::lround(m.host_ring_mm / std::max(0.1, v.row_spacing))));
+    const std::vector<size_t> ring = ring_around(v, pixels, radius);
     std::string best_label = label;
-    double best = 0.5;
+    double best = m.host_min_coverage;
     std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
     for (const auto& [candidate, organ] : m.host_organs) {
         std::string prompt = fill(fill(m.prompts.at("referring").front(), "{label}", organ), "{modality}", v.modality);
         auto answer = model.run(key_image, 1, prompt, &stages);
         if (!answer) return answer.error();
-        if (answer.value().front().masks.empty()) continue;
+        if (answer.value().front().masks.empty() || ring.empty()) continue;
         std::fill(prob.begin(), prob.end(), 0);
         paste_mask(answer.value().front().masks.front().second, m.mask_size, v, 0, prob);
         double covered = 0;
-        for (size_t i : pixels) covered += prob[i] / 255.0;
-        covered /= static_cast<double>(std::max<size_t>(1, pixels.size()));
+        for (size_t i : ring) covered += prob[i] / 255.0;
+        covered /= static_cast<double>(ring.size());
         if (covered > best) best = covered, best_label = candidate;
     }
     return best_label;
@@ -300,34 +324,34 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;
+            const std::vector<size_t> pixels = slice_pixels(v, c.voxels, f.key_slice);
+            const std::vector<float> key_image = preprocess(m, v, f.key_slice, f.key_slice + 1);
+            if (m.host_organs.count(f.label)) {  // the name grounded in the organ around the lesion
+                auto named = host_label(m_model, v, key_image, pixels, f.label, stages);
+                if (!named) return named.error();
+                f.label = named.value();
+            }
+            if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() && f.diameter_mm < min->second)
+                continue;  // below the smallest lesion of that class the model reports
+            std::string text;
+            if (m.prompts.count("description")) {  // region-aware description of the boxed key slice
+                auto described = describe(m_model, v, key_image, pixels, f.label, stages);
+                if (!described) return described.error();
+                text = described.value();
+            }
             f.series_uid = v.series_uid;
             f.segment = static_cast<int>(out.findings.size()) + 1;
             for (size_t i : c.voxels) out.segments[i] = static_cast<std::uint8_t>(f.segment);
+            if (text.empty() || text == "No findings") {  // bundles without the task: measured wording
+                std::string site = site_of(f.label, f);
+                text = contrast_word(v, f, out.segments, v.modality == "CT") + " lesion" + (site.empty() ? "" : " in the " + site);
+            }
+            std::string label = f.label;
+            label[0] = static_cast<char>(::toupper(label[0]));
+            f.description = fmt::format("{}: {}, {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label, text, f.diameter_mm,
+                                        f.volume_ml, f.first_slice + 1, f.last_slice + 1);
             out.findings.push_back(f);
         }
-    }
-    for (auto& f : out.findings) {  // per lesion, on its key slice: name grounded in anatomy, description
-        const std::vector<size_t> pixels = key_pixels(v, f, out.segments);
-        const std::vector<float> key_image = preprocess(m, v, f.key_slice, f.key_slice + 1);
-        if (m.host_organs.count(f.label)) {
-            auto named = host_label(m_model, v, key_image, pixels, f.label, stages);
-            if (!named) return named.error();
-            f.label = named.value();
-        }
-        std::string label = f.label;
-        label[0] = static_cast<char>(::toupper(label[0]));
-        std::string text;
-        if (m.prompts.count("description")) {
-            auto described = describe(m_model, v, key_image, pixels, f.label, stages);
-            if (!described) return described.error();
-            text = described.value();
-        }
-        if (text.empty() || text == "No findings") {  // bundles without the task: measured wording
-            std::string site = site_of(f.label, f);
-            text = contrast_word(v, f, out.segments, v.modality == "CT") + " lesion" + (site.empty() ? "" : " in the " + site);
-        }
-        f.description = fmt::format("{}: {}, {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label, text, f.diameter_mm,
-                                    f.volume_ml, f.first_slice + 1, f.last_slice + 1);
     }
     out.seconds_vision = stages.vision;
     out.seconds_decode = stages.decode;

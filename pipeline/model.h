@@ -33,6 +33,8 @@ struct Manifest {
     // Grounding of a lesion's name in anatomy: label -> host organ the model segments on request
     // ("Please segment <organ> ..."); a lesion takes the label of the organ that holds it.
     std::map<std::string, std::string> host_organs;
+    double host_ring_mm = 5, host_min_coverage = 0.15;  // ring around the lesion, least organ probability
+    std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
     std::string sha256;  // of model.json (which pins every part's sha256)

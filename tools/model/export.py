@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import mini  # noqa: E402
 from common import BOX_VALUE, HOSTS, INPUT_SIZE, LABELS, PROMPTS, SNOMED, SPECIAL, VOCAB  # noqa: E402
 
+MIN_DIAMETER_MM = {"liver tumor": 7.0, "kidney tumor": 10.5, "pancreas tumor": 7.0, "lung nodule": 3.5, "brain tumor": 10.5}
 PARTS = {
     "vision_encoder": {"inputs": {"image": [-1, 1, INPUT_SIZE, INPUT_SIZE]},
                        "outputs": {"visual_tokens": [-1, 64, mini.D], "lesion_map": [-1, len(LABELS), 16, 16]}},
@@ -66,7 +67,10 @@ def manifest(version, trained_steps):
         "labels": labels,
         "host_organs": HOSTS,
         "roi_box_value": BOX_VALUE,
-        "thresholds": {"mask": 0.5, "min_slices": 2, "lung_tumor_min_diameter_mm": 30.0},
+        "thresholds": {"mask": 0.5, "min_slices": 2, "lung_tumor_min_diameter_mm": 30.0,
+                       "host_ring_mm": 5.0, "host_min_coverage": 0.15,
+                       # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
+                       "min_diameter_mm": MIN_DIAMETER_MM},
         "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},
     }
 
