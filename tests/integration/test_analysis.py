@@ -67,7 +67,8 @@ class MiniModelTest(NodeTest):
         n = self.node(quiet=1, bundle=MINI).start()
         # Classes the demonstration model finds reliably (docs/model-card.md has every class's numbers).
         cases = [(21, "CHEST", "lung tumor", {"lung tumor"}), (22, "CHEST", "none", set()),
-                 (23, "HEAD", "brain tumor", {"brain tumor"})]
+                 (23, "HEAD", "brain tumor", {"brain tumor"}),
+                 (24, "ABDOMEN", "pancreas tumor", {"pancreas tumor"})]  # named by the organ around it
         studies = {}
         for seed, region, lesions, want in cases:
             uid = phantom(self.tmp / f"p{seed}", seed, region, lesions, slices=48)
@@ -79,7 +80,10 @@ class MiniModelTest(NodeTest):
             self.assertEqual({f["label"] for f in d["findings"]}, want, d["report"])
             for f in d["findings"]:  # the model's region-aware description, then the measured size
                 self.assertRegex(f["description"], r"^[A-Z][a-z]+ (tumor|nodule): \w+ lesion in the .+, \d+ mm \(volume")
-                self.assertIn(f" {f['side']} ", f["description"])  # the side it names is where the mask is
+                # the side it names is where the mask is (the pancreas: head on the right, body/tail on the left)
+                site = ({"right": "pancreatic head", "left": "pancreatic body/tail"}[f["side"]]
+                        if f["label"] == "pancreas tumor" else f" {f['side']} ")
+                self.assertIn(site, f["description"])
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])

@@ -41,7 +41,7 @@ class NotifyTest(NodeTest):
             n.sections["notify"] = {"url": f"http://127.0.0.1:{server.server_port}/hook", "token": "hook-secret"}
             write_config(n.config, n.sections)
             n.start()
-            tumor = phantom(self.tmp / "tumor", 7, "CHEST", "lung tumor", slices=40)
+            tumor = phantom(self.tmp / "tumor", 8, "CHEST", "lung tumor", slices=40)
             clean = phantom(self.tmp / "clean", 22, "CHEST", "none", slices=30)
             for d in ("tumor", "clean"):
                 self.assertEqual(storescu(n.port, [self.tmp / d]).returncode, 0)
