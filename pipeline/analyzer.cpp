@@ -204,20 +204,23 @@ core::Result<std::string> host_label(const Model& model, const core::Volume& v, 
     const Manifest& m = model.manifest();
     const int radius = std::max(1, static_cast<int>(std::lround(m.host_ring_mm / std::max(0.1, v.row_spacing))));
     const std::vector<size_t> ring = ring_around(v, pixels, radius);
+    std::vector<std::string> prompts;
+    for (const auto& host : m.host_organs)
+        prompts.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", host.second), "{modality}", v.modality));
+    auto answers = model.run_prompts(key_image, 1, prompts, &stages);  // one image encoding for every organ
+    if (!answers) return answers.error();
     std::string best_label = label;
     double best = m.host_min_coverage;
     std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
-    for (const auto& [candidate, organ] : m.host_organs) {
-        std::string prompt = fill(fill(m.prompts.at("referring").front(), "{label}", organ), "{modality}", v.modality);
-        auto answer = model.run(key_image, 1, prompt, &stages);
-        if (!answer) return answer.error();
-        if (answer.value().front().masks.empty() || ring.empty()) continue;
+    auto answer = answers.value().begin();
+    for (auto host = m.host_organs.begin(); host != m.host_organs.end(); ++host, ++answer) {
+        if (answer->front().masks.empty() || ring.empty()) continue;
         std::fill(prob.begin(), prob.end(), 0);
-        paste_mask(answer.value().front().masks.front().second, m.mask_size, v, 0, prob);
+        paste_mask(answer->front().masks.front().second, m.mask_size, v, 0, prob);
         double covered = 0;
         for (size_t i : ring) covered += prob[i] / 255.0;
         covered /= static_cast<double>(ring.size());
-        if (covered > best) best = covered, best_label = candidate;
+        if (covered > best) best = covered, best_label = host->first;
     }
     return best_label;
 }

@@ -261,6 +261,14 @@ std::vector<SliceAnswer> answers_with_masks(const Model::Impl& I, const Decoded&
 
 core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& images, int count,
                                                   const std::string& prompt, StageSeconds* seconds) const {
+    auto answers = run_prompts(images, count, {prompt}, seconds);
+    if (!answers) return answers.error();
+    return std::move(answers.value().front());
+}
+
+core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std::vector<float>& images, int count,
+                                                                       const std::vector<std::string>& prompts,
+                                                                       StageSeconds* seconds) const {
     const int s = m_impl->manifest.input_size;
     if (count <= 0 || images.size() != static_cast<size_t>(count) * s * s)
         return core::make_error(ErrorKind::InvalidInput, "run(): image buffer does not match count x input_size^2");
@@ -274,14 +282,17 @@ core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& imag
         auto features = encode_images(*m_impl, img);
         if (!features) return features.error();
         st.vision += since(t0);
-        auto t1 = std::chrono::steady_clock::now();
-        auto decoded = decode(*m_impl, features->visual, prompt);
-        if (!decoded) return decoded.error();
-        st.decode += since(t1);
-        auto t2 = std::chrono::steady_clock::now();
-        auto answers = answers_with_masks(*m_impl, decoded.value(), features->pixels);
-        st.mask += since(t2);
-        return answers;
+        std::vector<std::vector<SliceAnswer>> out;
+        for (const auto& prompt : prompts) {
+            auto t1 = std::chrono::steady_clock::now();
+            auto decoded = decode(*m_impl, features->visual, prompt);
+            if (!decoded) return decoded.error();
+            st.decode += since(t1);
+            auto t2 = std::chrono::steady_clock::now();
+            out.push_back(answers_with_masks(*m_impl, decoded.value(), features->pixels));
+            st.mask += since(t2);
+        }
+        return out;
     } catch (const c10::Error& e) {
         return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
     }

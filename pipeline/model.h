@@ -67,6 +67,10 @@ public:
     /// S = input_size). Greedy decoding up to max_new_tokens; thread-safe.
     core::Result<std::vector<SliceAnswer>> run(const std::vector<float>& images, int count,
                                                const std::string& prompt, StageSeconds* seconds = nullptr) const;
+    /// Several prompts on one encoding of the same slices: answers[prompt][slice].
+    core::Result<std::vector<std::vector<SliceAnswer>>> run_prompts(const std::vector<float>& images, int count,
+                                                                    const std::vector<std::string>& prompts,
+                                                                    StageSeconds* seconds = nullptr) const;
 
     struct Impl;  // Torch state, defined in model.cpp
 

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "model"))
 sys.path.insert(0, str(ROOT / "tools" / "phantoms"))
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from common import draw_box, preprocess_volume  # noqa: E402
+from common import box_around, draw_box, preprocess_volume  # noqa: E402
 from harness import BUILD  # noqa: E402
 from infer import Bundle  # noqa: E402
 from phantom import make_phantom  # noqa: E402
@@ -38,8 +38,7 @@ def slices_with_lesions(size):
         t = torch.from_numpy(img[[z, 0, z]])[:, None]
         t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
         m = F.interpolate(torch.from_numpy(ph.lesions[0].mask[z:z + 1, None].astype(np.float32)), size=(size, size))[0, 0]
-        ys, xs = torch.nonzero(m > 0.5, as_tuple=True)
-        draw_box(t[2], int(ys.min()) - 3, int(xs.min()) - 3, int(ys.max()) + 3, int(xs.max()) + 3)
+        draw_box(t[2], *box_around(m))
         out.append(t.numpy())
     return np.concatenate(out).astype(np.float32)
 

@@ -69,6 +69,13 @@ def description_text(label, side, enhancing=False):
     return f"{density} lesion in the {site}"
 
 
+def box_around(mask, margin=3):
+    """Inclusive (y0, x0, y1, x1) bounds of a mask's pixels plus a margin (pipeline/analyzer.cpp
+    draws the same box: 3 pixels of margin, a 2-pixel outline, at input resolution)."""
+    ys, xs = (mask > 0.5).nonzero(as_tuple=True)
+    return int(ys.min()) - margin, int(xs.min()) - margin, int(ys.max()) + margin, int(xs.max()) + margin
+
+
 def draw_box(image, y0, x0, y1, x1, width=2):
     """Draws an ROI box outline (inclusive pixel bounds) onto a (S, S) tensor/array in place."""
     s = image.shape[-1]

@@ -7,6 +7,7 @@ preprocessed and resized to INPUT_SIZE, with per-class masks at INPUT_SIZE. --or
 studies only, with the host organ masks (liver, kidney, pancreas) for referring segmentation.
 """
 import argparse
+import functools
 import multiprocessing
 import pathlib
 import sys
@@ -49,10 +50,6 @@ def one_study(seed, organs=False):
     return out
 
 
-def organ_study(seed):
-    return one_study(seed, organs=True)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -64,7 +61,7 @@ def main():
     torch.set_num_threads(1)
     seeds = [a.seed * 100000 + i for i in range(a.studies)]
     with multiprocessing.Pool(a.workers) as pool:
-        parts = pool.map(organ_study if a.organs else one_study, seeds, chunksize=1)
+        parts = pool.map(functools.partial(one_study, organs=a.organs), seeds, chunksize=1)
     imgs = np.concatenate([p[0] for p in parts])
     masks = np.concatenate([p[1] for p in parts])
     mods = np.concatenate([p[2] for p in parts])

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import mini  # noqa: E402
-from common import LABELS, ORGANS, PROMPTS, TOK, VOCAB, answer_text, description_text, draw_box, encode  # noqa: E402
+from common import LABELS, ORGANS, PROMPTS, TOK, VOCAB, answer_text, box_around, description_text, draw_box, encode  # noqa: E402
 
 SEG, PAD = TOK["[SEG]"], TOK["<pad>"]
 
@@ -53,11 +53,6 @@ def load_slices(data, idx, rng, organs=None):
     both = torch.cat([masks, torch.from_numpy(organs[idx].astype(np.float32))], 1)
     img, both = augment(img, both, rng)
     return img, both[:, :len(LABELS)], both[:, len(LABELS):]
-
-
-def lesion_box(mask, margin=3):
-    ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
-    return int(ys.min()) - margin, int(xs.min()) - margin, int(ys.max()) + margin, int(xs.max()) + margin
 
 
 def make_batch(data, rng, n, organ_data=None, organ_share=0.2):
@@ -104,7 +99,7 @@ def make_batch(data, rng, n, organ_data=None, organ_share=0.2):
                 side = "right" if float(truth.nonzero()[:, 1].float().mean()) < truth.shape[1] / 2 else "left"
                 ring = F.max_pool2d(truth[None, None], 9, 1, 4)[0, 0] - truth
                 delta = (raw[j][truth > 0].mean() - raw[j][ring > 0].mean()) * 425.0 if ring.sum() else torch.tensor(0.0)
-                draw_box(img[j, 0], *lesion_box(masks[j, c]))
+                draw_box(img[j, 0], *box_around(masks[j, c]))
                 prompt = encode(PROMPTS["description"][0].format(label=label))
                 ans = encode(description_text(label, side, enhancing=float(delta) > 0))
             targets.append([])
