@@ -37,6 +37,48 @@ void paste_mask(const std::vector<float>& logits, int mask_size, const core::Vol
     for (size_t i = 0, n = static_cast<size_t>(v.rows) * v.columns; i < n; ++i) out[i] = std::max(out[i], p[i]);
 }
 
+/// Lung nodule and lung tumor differ by 3D size, decided after assembly: one "lung" group.
+std::string group_of(const std::string& label) { return label.rfind("lung", 0) == 0 ? "lung" : label; }
+
+/// Carries each [SEG] prompt to the neighbouring slices where the language model did not name that
+/// group (up to propagate_slices away, nearest first), as Sa2VA carries a prompt through video
+/// frames: the mask decoder alone decides on each of those slices. Fills the slices a large lesion
+/// skips in the per-slice answers, which otherwise split it into several findings.
+core::Status propagate(const Model& model, const core::Volume& v,
+                       const std::vector<std::map<std::string, std::vector<float>>>& prompts, int batch,
+                       LabelVolumes& labels, StageSeconds& stages) {
+    const Manifest& m = model.manifest();
+    struct Task {
+        int z;
+        std::string group;
+        const std::vector<float>* prompt;
+    };
+    std::vector<Task> tasks;
+    for (int z = 0; z < v.slices; ++z)
+        for (const auto& entry : labels.prob) {
+            const std::string& group = entry.first;
+            if (prompts[static_cast<size_t>(z)].count(group)) continue;
+            const std::vector<float>* found = nullptr;
+            for (int d = 1; d <= m.propagate_slices && !found; ++d)
+                for (int j : {z - d, z + d})
+                    if (!found && j >= 0 && j < v.slices)
+                        if (auto p = prompts[static_cast<size_t>(j)].find(group); p != prompts[static_cast<size_t>(j)].end())
+                            found = &p->second;
+            if (found) tasks.push_back({z, group, found});
+        }
+    for (size_t t0 = 0; t0 < tasks.size(); t0 += static_cast<size_t>(batch)) {
+        const size_t t1 = std::min(tasks.size(), t0 + static_cast<size_t>(batch));
+        std::vector<int> slices;
+        std::vector<std::vector<float>> batch_prompts;
+        for (size_t t = t0; t < t1; ++t) slices.push_back(tasks[t].z), batch_prompts.push_back(*tasks[t].prompt);
+        auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages);
+        if (!logits) return logits.error();
+        for (size_t t = t0; t < t1; ++t)
+            paste_mask(logits.value()[t - t0], m.mask_size, v, tasks[t].z, labels.prob[tasks[t].group]);
+    }
+    return {};
+}
+
 struct Component {
     std::vector<size_t> voxels;
     std::string group;
@@ -258,24 +300,39 @@ std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v) {
     return m.ct_windows.at(m.default_window);
 }
 
-std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1) {
+std::vector<float> preprocess(const Manifest& m, const core::Volume& v, const std::vector<int>& slices) {
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;
-    std::vector<float> native(v.voxels.begin() + static_cast<long>(z0 * plane), v.voxels.begin() + static_cast<long>(z1 * plane));
+    double offset = 0, scale = 1;  // x -> (x - offset) / scale
     if (v.modality == "CT") {
         auto [lo, hi] = ct_window(m, v);
-        for (float& x : native) x = static_cast<float>(std::clamp((x - lo) / (hi - lo), 0.0, 1.0));
+        offset = lo, scale = hi - lo;
     } else {  // MR: z-score over the foreground of the whole volume
         double s = 0, ss = 0, n = 0;
         for (float x : v.voxels)
             if (x > 0) s += x, ss += double(x) * x, n += 1;
-        double mean = n ? s / n : 0, sd = n ? std::sqrt(std::max(ss / n - mean * mean, 1e-12)) : 1;
-        for (float& x : native) x = static_cast<float>((x - mean) / std::max(sd, 1e-6));
+        offset = n ? s / n : 0;
+        scale = std::max(n ? std::sqrt(std::max(ss / n - offset * offset, 1e-12)) : 1.0, 1e-6);
     }
-    torch::Tensor t = torch::from_blob(native.data(), {z1 - z0, 1, v.rows, v.columns}, torch::kFloat32);
+    std::vector<float> native;
+    native.reserve(slices.size() * plane);
+    for (int z : slices) {
+        auto first = v.voxels.begin() + static_cast<long>(static_cast<size_t>(z) * plane);
+        for (auto x = first; x != first + static_cast<long>(plane); ++x) {
+            double y = (*x - offset) / scale;
+            native.push_back(static_cast<float>(v.modality == "CT" ? std::clamp(y, 0.0, 1.0) : y));
+        }
+    }
+    torch::Tensor t = torch::from_blob(native.data(), {static_cast<long>(slices.size()), 1, v.rows, v.columns}, torch::kFloat32);
     torch::Tensor r = torch::nn::functional::interpolate(
         t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{m.input_size, m.input_size})
                .mode(torch::kBilinear).align_corners(false)).contiguous();
     return std::vector<float>(r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
+}
+
+std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1) {
+    std::vector<int> slices;
+    for (int z = z0; z < z1; ++z) slices.push_back(z);
+    return preprocess(m, v, slices);
 }
 
 core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) const {
@@ -286,6 +343,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     LabelVolumes labels;
     const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
     StageSeconds stages;
+    std::vector<std::map<std::string, std::vector<float>>> prompts(static_cast<size_t>(v.slices));  // slice -> group -> [SEG] prompt
     for (int z0 = 0; z0 < v.slices; z0 += m_batch) {
         int z1 = std::min(v.slices, z0 + m_batch);
         auto t0 = std::chrono::steady_clock::now();
@@ -297,16 +355,17 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
         for (int b = 0; b < z1 - z0; ++b) {
             const SliceAnswer& a = answers.value()[static_cast<size_t>(b)];
             out.slice_texts.push_back(a.text);
-            for (const auto& [label, logits] : a.masks) {
-                // Lung nodule and lung tumor differ by 3D size, decided after assembly.
-                std::string group = label.rfind("lung", 0) == 0 ? "lung" : label;
+            for (size_t i = 0; i < a.masks.size(); ++i) {
+                const std::string group = group_of(a.masks[i].first);
                 auto& vol = labels.prob[group];
                 if (vol.empty()) vol.assign(total, 0);
-                paste_mask(logits, m.mask_size, v, z0 + b, vol);
+                paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
+                if (i < a.prompts.size()) prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
             }
         }
         stages.mask += seconds_since(t1);
     }
+    if (auto done = propagate(m_model, v, prompts, m_batch, labels, stages); !done) return done.error();
     out.segments.assign(total, 0);
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     // One lesion map over every label (max): a lesion whose slices the model named differently stays
@@ -323,7 +382,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 for (size_t i : c.voxels) mass += prob[i];
                 if (mass > best) best = mass, group = &name;
             }
-            core::Finding f = measure(c, v, labels.prob.at(*group));
+            core::Finding f = measure(c, v, lesion);
             if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;

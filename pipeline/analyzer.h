@@ -17,7 +17,9 @@ namespace triage::pipeline {
 /// series description names the chest (manifest chest_keywords), else the default window.
 std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v);
 
-/// Slices [z0, z1) preprocessed and resized to input_size (count x S x S floats).
+/// The listed slices preprocessed and resized to input_size (count x S x S floats).
+std::vector<float> preprocess(const Manifest& m, const core::Volume& v, const std::vector<int>& slices);
+/// Slices [z0, z1) preprocessed.
 std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1);
 
 class Analyzer {

@@ -69,6 +69,8 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         const json& th = j.at("thresholds");
         m.mask_threshold = th.value("mask", 0.5);
         m.min_slices = th.value("min_slices", 2);
+        m.propagate_slices = th.value("propagate_slices", 0);
+        if (m.propagate_slices < 0) return bad("model.json thresholds.propagate_slices", "must be 0 or more");
         m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
         m.host_organs = j.value("host_organs", std::map<std::string, std::string>{});
         m.host_ring_mm = th.value("host_ring_mm", 5.0);
@@ -235,6 +237,11 @@ core::Result<Decoded> decode(const Model::Impl& I, const torch::Tensor& visual, 
     return d;
 }
 
+std::vector<float> to_vector(const torch::Tensor& t) {
+    torch::Tensor c = t.reshape({-1}).to(torch::kCPU).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
 /// Text of each slice and, per [SEG], its label and mask logits from parts 3 and 5.
 std::vector<SliceAnswer> answers_with_masks(const Model::Impl& I, const Decoded& d, const torch::Tensor& pixels) {
     const Manifest& m = I.manifest;
@@ -251,9 +258,9 @@ std::vector<SliceAnswer> answers_with_masks(const Model::Impl& I, const Decoded&
         auto labels = parse_seg_labels(words);
         for (size_t i = 0; i < labels.size() && i < d.seg_hidden[b].size(); ++i) {
             torch::Tensor prompt = proj.forward({d.seg_hidden[b][i].unsqueeze(0)}).toTensor();
-            torch::Tensor logit = dec.forward({pixels.narrow(0, static_cast<long>(b), 1), prompt}).toTensor()
-                                      .reshape({m.mask_size * m.mask_size}).to(torch::kCPU).contiguous();
-            a.masks.emplace_back(labels[i], std::vector<float>(logit.data_ptr<float>(), logit.data_ptr<float>() + logit.numel()));
+            torch::Tensor logit = dec.forward({pixels.narrow(0, static_cast<long>(b), 1), prompt}).toTensor();
+            a.masks.emplace_back(labels[i], to_vector(logit));
+            a.prompts.push_back(to_vector(prompt));
         }
     }
     return answers;
@@ -266,20 +273,25 @@ core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& imag
     return std::move(answers.value().front());
 }
 
+/// `count` preprocessed slices (count x S x S floats) as a (count, 1, S, S) tensor on the device.
+core::Result<torch::Tensor> input_images(const Model::Impl& I, const std::vector<float>& images, int count) {
+    const int s = I.manifest.input_size;
+    if (count <= 0 || images.size() != static_cast<size_t>(count) * s * s)
+        return core::make_error(ErrorKind::InvalidInput, "image buffer does not match count x input_size^2");
+    return torch::from_blob(const_cast<float*>(images.data()), {count, 1, s, s}, torch::kFloat32).to(I.device);
+}
+
 core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std::vector<float>& images, int count,
                                                                        const std::vector<std::string>& prompts,
                                                                        StageSeconds* seconds) const {
-    const int s = m_impl->manifest.input_size;
-    if (count <= 0 || images.size() != static_cast<size_t>(count) * s * s)
-        return core::make_error(ErrorKind::InvalidInput, "run(): image buffer does not match count x input_size^2");
     StageSeconds local;
     StageSeconds& st = seconds ? *seconds : local;
     try {
         c10::InferenceMode guard;
         auto t0 = std::chrono::steady_clock::now();
-        torch::Tensor img = torch::from_blob(const_cast<float*>(images.data()), {count, 1, s, s}, torch::kFloat32)
-                                .to(m_impl->device);
-        auto features = encode_images(*m_impl, img);
+        auto img = input_images(*m_impl, images, count);
+        if (!img) return img.error();
+        auto features = encode_images(*m_impl, img.value());
         if (!features) return features.error();
         st.vision += since(t0);
         std::vector<std::vector<SliceAnswer>> out;
@@ -292,6 +304,35 @@ core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std
             out.push_back(answers_with_masks(*m_impl, decoded.value(), features->pixels));
             st.mask += since(t2);
         }
+        return out;
+    } catch (const c10::Error& e) {
+        return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
+    }
+}
+
+core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<float>& images, int count,
+                                                             const std::vector<std::vector<float>>& prompts,
+                                                             StageSeconds* seconds) const {
+    if (prompts.size() != static_cast<size_t>(std::max(count, 0)))
+        return core::make_error(ErrorKind::InvalidInput, "segment(): one prompt per slice");
+    StageSeconds local;
+    StageSeconds& st = seconds ? *seconds : local;
+    try {
+        c10::InferenceMode guard;
+        auto t0 = std::chrono::steady_clock::now();
+        auto img = input_images(*m_impl, images, count);
+        if (!img) return img.error();
+        auto& grounding = const_cast<torch::jit::Module&>(m_impl->parts.at("grounding_encoder"));
+        auto& dec = const_cast<torch::jit::Module&>(m_impl->parts.at("mask_decoder"));
+        torch::Tensor pixels = grounding.forward({img.value()}).toTensor();
+        std::vector<std::vector<float>> out;
+        for (int b = 0; b < count; ++b) {
+            const auto& p = prompts[static_cast<size_t>(b)];
+            torch::Tensor prompt = torch::from_blob(const_cast<float*>(p.data()), {1, static_cast<long>(p.size())}, torch::kFloat32)
+                                       .to(m_impl->device);
+            out.push_back(to_vector(dec.forward({pixels.narrow(0, b, 1), prompt}).toTensor()));
+        }
+        st.mask += since(t0);
         return out;
     } catch (const c10::Error& e) {
         return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());

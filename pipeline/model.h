@@ -37,6 +37,7 @@ struct Manifest {
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
+    int propagate_slices = 0;  // [SEG] prompts carried to slices this far away (0: off)
     std::string sha256;  // of model.json (which pins every part's sha256)
 };
 
@@ -44,10 +45,12 @@ struct Manifest {
 core::Result<Manifest> parse_manifest(const std::string& json_text, const std::string& tokenizer_json);
 
 /// One slice's answer: the generated text and, per [SEG], the label it names and the mask logits
-/// (mask_size x mask_size).
+/// (mask_size x mask_size), and the prompt embedding the [SEG] projected to (the mask decoder's
+/// input, reusable on neighbouring slices: Model::segment).
 struct SliceAnswer {
     std::string text;
     std::vector<std::pair<std::string, std::vector<float>>> masks;
+    std::vector<std::vector<float>> prompts;
 };
 
 struct StageSeconds {
@@ -71,6 +74,13 @@ public:
     core::Result<std::vector<std::vector<SliceAnswer>>> run_prompts(const std::vector<float>& images, int count,
                                                                     const std::vector<std::string>& prompts,
                                                                     StageSeconds* seconds = nullptr) const;
+
+    /// Mask logits of `count` slices, each decoded with its own prompt embedding (one per slice, from
+    /// SliceAnswer::prompts) and no language model: how Sa2VA carries a [SEG] prompt through the
+    /// frames of a video, here through the neighbouring slices of a volume.
+    core::Result<std::vector<std::vector<float>>> segment(const std::vector<float>& images, int count,
+                                                          const std::vector<std::vector<float>>& prompts,
+                                                          StageSeconds* seconds = nullptr) const;
 
     struct Impl;  // Torch state, defined in model.cpp
 

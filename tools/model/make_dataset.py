@@ -27,9 +27,11 @@ def resized(masks, idx):
     return (F.interpolate(m, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False) > 0.5).numpy()
 
 
-def one_study(seed, organs=False):
+def one_study(seed, organs=False, region=None, every_slice=False):
+    """Slices of one phantom study: every lesion slice plus a sample of clean ones (every slice
+    with every_slice: mine.py looks for the model's mistakes everywhere, volume ends included)."""
     rng = np.random.default_rng(seed)
-    region = "ABDOMEN" if organs else ["CHEST", "ABDOMEN", "HEAD"][seed % 3]
+    region = region or ("ABDOMEN" if organs else ["CHEST", "ABDOMEN", "HEAD"][seed % 3])
     n_les = int(rng.choice([0, 1, 1, 2, 2]))
     nz = int(rng.integers(30, 70)) if region != "HEAD" else int(rng.integers(30, 60))
     ph = make_phantom(seed, region, n_lesions=n_les, slices=nz)
@@ -40,7 +42,8 @@ def one_study(seed, organs=False):
         masks[LABELS.index(les.label)] |= les.mask
     pos = np.where(masks.any(axis=(0, 2, 3)))[0]
     neg = np.setdiff1d(np.arange(nz), pos)
-    neg = rng.choice(neg, size=min(len(neg), max(6, len(pos) // 2)), replace=False) if len(neg) else neg
+    if not every_slice:
+        neg = rng.choice(neg, size=min(len(neg), max(6, len(pos) // 2)), replace=False) if len(neg) else neg
     idx = np.sort(np.concatenate([pos, neg]))
     t = torch.from_numpy(img[idx])[:, None]
     t = F.interpolate(t, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)

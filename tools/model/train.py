@@ -4,6 +4,7 @@ L = L_text (cross-entropy) + 2 * BCE + 0.5 * Dice on each [SEG] mask, plus an au
 lesion-map loss (MODEL-NOTES lesson 1: without it the language model ignores the image).
 
 usage: train.py --data train.npz [more.npz ...] --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
+                [--init ckpt.pt] [--organ-data organs.npz] [--hard hard.npz --hard-share 0.25]
 Time-budgeted: the learning rate follows warm-up + cosine over the wall-clock budget.
 """
 import argparse
@@ -55,7 +56,7 @@ def load_slices(data, idx, rng, organs=None):
     return img, both[:, :len(LABELS)], both[:, len(LABELS):]
 
 
-def make_batch(data, rng, n, organ_data=None, organ_share=0.2):
+def make_batch(data, rng, n, organ_data=None, organ_share=0.2, hard_share=0.0):
     """One task per batch (keeps the prompt length uniform): grounded recognition, referring
     segmentation of a lesion class, referring segmentation of a host organ (with --organ-data) or
     region-aware description of the lesion in a drawn box. Returns the images, the lesion masks
@@ -67,6 +68,8 @@ def make_batch(data, rng, n, organ_data=None, organ_share=0.2):
     k = n // 2 + n % 2 if task in ("recognition", "referring") else n
     idx = np.concatenate([np.asarray(pick_positives(data, rng, k) if task != "organ" else rng.choice(len(src["images"]), k),
                                      dtype=np.int64), rng.choice(src["neg"], n - k)])
+    if task == "recognition" and len(data.get("hard", [])):  # mined mistakes of an earlier model (mine.py)
+        idx[:int(round(hard_share * n))] = rng.choice(data["hard"], int(round(hard_share * n)))
     raw = torch.from_numpy(src["images"][idx].astype(np.float32))
     img, masks, organs = load_slices(src, idx, rng, src.get("organs"))
     template = PROMPTS["recognition"][rng.integers(len(PROMPTS["recognition"]))]
@@ -164,13 +167,18 @@ def main():
     ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
     ap.add_argument("--organ-data", help="make_dataset.py --organs output: adds referring segmentation of host organs")
     ap.add_argument("--organ-share", type=float, default=0.2, help="fraction of batches for host organ segmentation")
+    ap.add_argument("--hard", help="mine.py output: slices an earlier model got wrong, mixed into recognition batches")
+    ap.add_argument("--hard-share", type=float, default=0.25, help="fraction of each recognition batch from --hard")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
-    parts = [np.load(d) for d in a.data]
+    parts = [np.load(d) for d in a.data] + ([np.load(a.hard)] if a.hard else [])
     data = {k: np.concatenate([z[k] for z in parts]) for k in ("images", "masks", "modality")}
     has = data["masks"].any(axis=(1, 2, 3))
+    if a.hard:  # the hard slices are the last ones; they also join the ordinary positives/negatives
+        data["hard"] = np.arange(len(has) - len(parts[-1]["images"]), len(has))
+        print(f"hard slices: {len(data['hard'])}", flush=True)
     data["pos"], data["neg"] = np.where(has)[0], np.where(~has)[0]
     if a.balance_classes:
         per_class = data["masks"].reshape(len(has), len(LABELS), -1).max(axis=2)
@@ -200,7 +208,7 @@ def main():
         lr = a.lr * warmup * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, parts = step_loss(model, *make_batch(data, rng, a.batch, organ_data, a.organ_share))
+        loss, parts = step_loss(model, *make_batch(data, rng, a.batch, organ_data, a.organ_share, a.hard_share))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

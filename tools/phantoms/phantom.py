@@ -96,6 +96,18 @@ def _ct_organs(rng, region, z, y, x, length, fov):
     return organs
 
 
+def _longest_diameter(mask, px):
+    """Longest in-plane diameter (mm) of a lesion mask, as a reader measures it: the largest
+    caliper width over 36 directions on any slice (the node measures its masks the same way)."""
+    angles = np.linspace(0, np.pi, 36, endpoint=False)
+    axes = np.stack([np.sin(angles), np.cos(angles)])
+    best = 0.0
+    for k in np.unique(np.nonzero(mask)[0]):
+        proj = np.argwhere(mask[k]) @ axes
+        best = max(best, float((proj.max(0) - proj.min(0)).max()))
+    return (best + 1) * px
+
+
 def _place_lesion(rng, label, organs, z, y, x, px, dz, taken):
     hosts, frac, (dmin, dmax) = LESIONS[label]
     host = hosts[rng.integers(len(hosts))]
@@ -112,8 +124,13 @@ def _place_lesion(rng, label, organs, z, y, x, px, dz, taken):
         n = m.sum()
         if n < 8 or (m & taken).any():
             continue
-        if (m & organs[host]).sum() / n >= frac and (m & organs["soft"]).sum() == n:
-            return Lesion(label, host, m, 2 * rad.max())
+        if (m & organs[host]).sum() / n < frac or (m & organs["soft"]).sum() != n:
+            continue
+        # The irregular outline can reach beyond the drawn radius: the class's size range (and the
+        # lung nodule/tumor boundary) applies to the lesion as it is drawn, measured like a reader would.
+        measured = _longest_diameter(m, px)
+        if dmin <= measured <= dmax:
+            return Lesion(label, host, m, measured)
     return None
 
 

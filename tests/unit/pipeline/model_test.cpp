@@ -58,6 +58,11 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = without("referring");
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("host_organs"), std::string::npos) << r.error().message;
+    std::string negative = text;
+    negative.replace(negative.find("\"propagate_slices\": 2"), 21, "\"propagate_slices\": -1");
+    r = parse_manifest(negative, tokenizer);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("propagate_slices"), std::string::npos) << r.error().message;
 }
 
 TEST(Model, RunGivesOneAnswerPerSliceWithMasksOfTheManifestSize) {
@@ -143,4 +148,34 @@ TEST(Analyzer, AnalyzesAVolumeEndToEndOnTheNativeGrid) {
     EXPECT_EQ(r->slice_texts.size(), 3u);
     EXPECT_EQ(r->segments.size(), v.voxels.size());
     for (const auto& f : r->findings) EXPECT_GE(f.last_slice - f.first_slice + 1, 2);
+}
+
+TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
+    const Model& model = shared_model();
+    const Manifest& m = model.manifest();
+    const int s = m.input_size;
+    std::vector<float> images(static_cast<size_t>(2) * s * s, 0.3f);
+    for (size_t i = static_cast<size_t>(s) * s; i < images.size(); ++i) images[i] = 0.7f;
+    auto answers = model.run(images, 2, m.prompts.at("recognition").front());
+    ASSERT_TRUE(answers) << answers.error().message;
+    // A prompt of zero weights and bias b decodes to b everywhere (mask decoder: w . pixels + b).
+    std::vector<float> zero(33, 0.0f), two = zero;  // the mini architecture's prompt: 32 weights + bias
+    two.back() = 2.0f;
+    auto masks = model.segment(images, 2, {zero, two});
+    ASSERT_TRUE(masks) << masks.error().message;
+    ASSERT_EQ(masks->size(), 2u);
+    for (float x : masks.value()[0]) EXPECT_FLOAT_EQ(x, 0.0f);
+    for (float x : masks.value()[1]) EXPECT_FLOAT_EQ(x, 2.0f);
+    // A slice's own [SEG] prompt reproduces the mask the recognition answer carried.
+    for (int b = 0; b < 2; ++b) {
+        const SliceAnswer& a = answers.value()[static_cast<size_t>(b)];
+        ASSERT_EQ(a.prompts.size(), a.masks.size());
+        for (size_t i = 0; i < a.prompts.size(); ++i) {
+            std::vector<float> one(images.begin() + static_cast<long>(b) * s * s, images.begin() + static_cast<long>(b + 1) * s * s);
+            auto again = model.segment(one, 1, {a.prompts[i]});
+            ASSERT_TRUE(again) << again.error().message;
+            for (size_t p = 0; p < again->front().size(); ++p) ASSERT_NEAR(again->front()[p], a.masks[i].second[p], 1e-4);
+        }
+    }
+    EXPECT_FALSE(model.segment(images, 2, {zero}));  // one prompt per slice
 }
