@@ -19,6 +19,7 @@ struct Finding {
     int first_slice = 0, last_slice = 0, key_slice = 0;  // indices into the sorted volume
     std::string side;         // "right" | "left" | "" (patient side)
     std::string description;  // one sentence, measurements from the mask
+    std::string grounding;    // how the label was decided (audit), e.g. "recognized: pancreas tumor; host organ ..."
 };
 
 struct SeriesAnalysis {

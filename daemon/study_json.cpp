@@ -82,7 +82,8 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
                                  {"series_uid", f.series_uid}, {"segment", f.segment}, {"volume_ml", f.volume_ml},
                                  {"diameter_mm", f.diameter_mm}, {"confidence", f.confidence},
                                  {"first_slice", f.first_slice}, {"last_slice", f.last_slice},
-                                 {"key_slice", f.key_slice}, {"side", f.side}, {"description", f.description}});
+                                 {"key_slice", f.key_slice}, {"side", f.side}, {"description", f.description},
+                                 {"grounding", f.grounding}});
     }
     d["report"] = a.report.findings + "\n\nImpression: " + a.report.impression;
     d["impression"] = a.report.impression;

@@ -241,7 +241,11 @@ std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>
 /// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
 /// the lesion (the organ's tissue, not the lesion's own pixels, which hosts may or may not
 /// include). Below host_min_coverage for every organ the recognized name stays.
-core::Result<std::string> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
+struct Naming {
+    std::string label, evidence;  // evidence: the organ probabilities, for the audit trail
+};
+
+core::Result<Naming> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
                                      const std::vector<size_t>& pixels, const std::string& label, StageSeconds& stages) {
     const Manifest& m = model.manifest();
     const int radius = std::max(1, static_cast<int>(std::lround(m.host_ring_mm / std::max(0.1, v.row_spacing))));
@@ -251,7 +255,7 @@ core::Result<std::string> host_label(const Model& model, const core::Volume& v, 
         prompts.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", host.second), "{modality}", v.modality));
     auto answers = model.run_prompts(key_image, 1, prompts, &stages);  // one image encoding for every organ
     if (!answers) return answers.error();
-    std::string best_label = label;
+    std::string best_label = label, evidence = fmt::format("host organ ring {:.0f} mm:", m.host_ring_mm);
     double best = m.host_min_coverage;
     std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
     auto answer = answers.value().begin();
@@ -262,9 +266,12 @@ core::Result<std::string> host_label(const Model& model, const core::Volume& v, 
         double covered = 0;
         for (size_t i : ring) covered += prob[i] / 255.0;
         covered /= static_cast<double>(ring.size());
+        evidence += fmt::format(" {} {:.2f}", host->second, covered);
         if (covered > best) best = covered, best_label = host->first;
     }
-    return best_label;
+    if (best_label == label && best == m.host_min_coverage)
+        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage)};
+    return Naming{best_label, evidence + " -> " + best_label};
 }
 
 /// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is
@@ -376,22 +383,28 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     if (!labels.prob.empty()) {
         for (auto& c : components(lesion, v, threshold)) {
             const std::string* group = nullptr;
-            double best = -1;
+            double best = -1, all = 0;
             for (const auto& [name, prob] : labels.prob) {
                 double mass = 0;
                 for (size_t i : c.voxels) mass += prob[i];
+                all += mass;
                 if (mass > best) best = mass, group = &name;
             }
             core::Finding f = measure(c, v, lesion);
             if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;
+            f.grounding = fmt::format("recognized: {} ({:.0f}% of the mask probability)", *group, 100 * best / std::max(all, 1.0));
+            if (*group == "lung")
+                f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", f.diameter_mm,
+                                           f.label == "lung tumor" ? ">=" : "<", m.lung_tumor_min_diameter_mm, f.label);
             const std::vector<size_t> pixels = slice_pixels(v, c.voxels, f.key_slice);
             const std::vector<float> key_image = preprocess(m, v, f.key_slice, f.key_slice + 1);
             if (m.host_organs.count(f.label)) {  // the name grounded in the organ around the lesion
                 auto named = host_label(m_model, v, key_image, pixels, f.label, stages);
                 if (!named) return named.error();
-                f.label = named.value();
+                f.label = named->label;
+                f.grounding += "; " + named->evidence;
             }
             if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() && f.diameter_mm < min->second)
                 continue;  // below the smallest lesion of that class the model reports

@@ -43,12 +43,12 @@ Status AnalysisStore::save(const AnalysisRecord& r) {
             const core::Finding& f = sf.finding;
             Statement& q = m_db.prepare(
                 "INSERT INTO findings(job_id,study_uid,series_uid,segment,label,code,site_code,volume_ml,diameter_mm,"
-                "confidence,mean_value,first_slice,last_slice,key_slice,side,description)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                "confidence,mean_value,first_slice,last_slice,key_slice,side,description,grounding)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
             q.bind(1, r.job_id).bind(2, r.study_uid).bind(3, f.series_uid).bind(4, f.segment).bind(5, f.label);
             q.bind(6, sf.code).bind(7, sf.site_code).bind(8, f.volume_ml).bind(9, f.diameter_mm).bind(10, f.confidence);
             q.bind(11, f.mean_value).bind(12, f.first_slice).bind(13, f.last_slice).bind(14, f.key_slice);
-            q.bind(15, f.side).bind(16, f.description);
+            q.bind(15, f.side).bind(16, f.description).bind(17, f.grounding);
             if (auto x = q.run(); !x) return x.error();
         }
         for (const auto& o : r.outputs) {
@@ -149,7 +149,7 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
     r.series = std::move(series.value());
     auto findings = m_db.select<StoredFinding>(
         "SELECT series_uid,segment,label,code,site_code,volume_ml,diameter_mm,confidence,mean_value,first_slice,"
-        "last_slice,key_slice,side,description FROM findings WHERE job_id=? ORDER BY id",
+        "last_slice,key_slice,side,description,grounding FROM findings WHERE job_id=? ORDER BY id",
         [&](Statement& s) { s.bind(1, r.job_id); },
         [](const Statement& s) {
             StoredFinding sf;
@@ -168,6 +168,7 @@ core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::str
             f.key_slice = static_cast<int>(s.integer(11));
             f.side = s.text(12);
             f.description = s.text(13);
+            f.grounding = s.text(14);
             return sf;
         });
     if (!findings) return findings.error();

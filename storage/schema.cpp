@@ -175,6 +175,10 @@ ALTER TABLE studies ADD COLUMN instances_purged_at TEXT;
         R"SQL(
 ALTER TABLE analyses ADD COLUMN output_errors TEXT NOT NULL DEFAULT '[]';
 )SQL",
+        // v7: how each finding's label was decided (recognized name, host organ evidence)
+        R"SQL(
+ALTER TABLE findings ADD COLUMN grounding TEXT NOT NULL DEFAULT '';
+)SQL",
     };
     return m;
 }

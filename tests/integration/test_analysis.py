@@ -84,6 +84,10 @@ class MiniModelTest(NodeTest):
                 site = ({"right": "pancreatic head", "left": "pancreatic body/tail"}[f["side"]]
                         if f["label"] == "pancreas tumor" else f" {f['side']} ")
                 self.assertIn(site, f["description"])
+                # how the name was decided, for the audit trail: abdominal lesions by the organ around them
+                self.assertTrue(f["grounding"].startswith("recognized: "), f["grounding"])
+                if f["label"] == "pancreas tumor":
+                    self.assertRegex(f["grounding"], r"host organ ring 5 mm: kidney [\d.]+ liver [\d.]+ pancreas [\d.]+ -> pancreas tumor")
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])

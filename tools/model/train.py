@@ -217,8 +217,9 @@ def main():
         if step % 25 == 0:
             print(f"step {step} t={elapsed / 60:.1f}min lr={lr:.2e} loss={loss.item():.3f} "
                   f"text={parts[0]:.3f} seg={parts[1]:.3f} aux={parts[2]:.3f}", flush=True)
-        if time.time() - last_save > 300:
-            torch.save({"model": model.state_dict(), "step": step}, a.out)
+        if time.time() - last_save > 300:  # every 5 minutes, also kept by minute: a shorter run may be the better one
+            for path in (a.out, a.out.replace(".pt", f"-{elapsed / 60:.0f}min.pt")):
+                torch.save({"model": model.state_dict(), "step": step}, path)
             last_save = time.time()
     torch.save({"model": model.state_dict(), "step": step, "seed": a.seed, "minutes": a.minutes}, a.out)
     print(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min -> {a.out}", flush=True)

@@ -222,6 +222,7 @@ TEST_F(StorageTest, AnalysisIsSavedOnceWithOutputsAndDeliveriesAndReadBack) {
     f.finding.series_uid = "3.1.1";
     f.finding.segment = 1;
     f.finding.volume_ml = 12.5;
+    f.finding.grounding = "recognized: pancreas tumor; host organ ring 5 mm: liver 0.61 -> liver tumor";
     f.code = "108369006";
     r.findings.push_back(f);
     r.outputs.push_back({0, "seg", "3.1.50", "3.1.1", "1.2.840.10008.5.1.4.1.1.66.4", "3.1.50.1", "outputs/seg.dcm", 7,
@@ -237,6 +238,7 @@ TEST_F(StorageTest, AnalysisIsSavedOnceWithOutputsAndDeliveriesAndReadBack) {
     EXPECT_EQ(a.findings.size(), 1u);
     EXPECT_EQ(a.findings[0].finding.label, "liver tumor");
     EXPECT_DOUBLE_EQ(a.findings[0].finding.volume_ml, 12.5);
+    EXPECT_EQ(a.findings[0].finding.grounding, r.findings[0].finding.grounding);
     ASSERT_EQ(a.series.size(), 2u);
     EXPECT_EQ(a.series[0].warnings, std::vector<std::string>{"gap"});
     EXPECT_EQ(a.report.impression, "1 lesion");
