@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <map>
+#include <set>
 
 namespace triage::pipeline {
 
@@ -42,39 +43,53 @@ std::string group_of(const std::string& label) { return label.rfind("lung", 0) =
 
 /// Carries each [SEG] prompt to the neighbouring slices where the language model did not name that
 /// group (up to propagate_slices away, nearest first), as Sa2VA carries a prompt through video
-/// frames: the mask decoder alone decides on each of those slices. Fills the slices a large lesion
-/// skips in the per-slice answers, which otherwise split it into several findings.
-core::Status propagate(const Model& model, const core::Volume& v,
-                       const std::vector<std::map<std::string, std::vector<float>>>& prompts, int batch,
-                       LabelVolumes& labels, StageSeconds& stages) {
+/// frames: the mask decoder alone decides on each of those slices, and a slice where it finds
+/// something passes the prompt on, so a lesion is followed through the slices it covers. Fills the
+/// slices a large lesion skips in the per-slice answers, which otherwise split or lose it.
+core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
+                       int batch, LabelVolumes& labels, StageSeconds& stages) {
     const Manifest& m = model.manifest();
+    const float min_logit = static_cast<float>(std::log(m.mask_threshold / (1 - m.mask_threshold)));
     struct Task {
         int z;
         std::string group;
-        const std::vector<float>* prompt;
+        std::vector<float> prompt;
     };
-    std::vector<Task> tasks;
-    for (int z = 0; z < v.slices; ++z)
-        for (const auto& entry : labels.prob) {
-            const std::string& group = entry.first;
-            if (prompts[static_cast<size_t>(z)].count(group)) continue;
-            const std::vector<float>* found = nullptr;
-            for (int d = 1; d <= m.propagate_slices && !found; ++d)
-                for (int j : {z - d, z + d})
-                    if (!found && j >= 0 && j < v.slices)
-                        if (auto p = prompts[static_cast<size_t>(j)].find(group); p != prompts[static_cast<size_t>(j)].end())
-                            found = &p->second;
-            if (found) tasks.push_back({z, group, found});
+    std::vector<bool> source(static_cast<size_t>(v.slices));
+    for (int z = 0; z < v.slices; ++z) source[static_cast<size_t>(z)] = !prompts[static_cast<size_t>(z)].empty();
+    std::set<std::pair<int, std::string>> tried;
+    for (bool any = true; any;) {  // one wave: every slice next to a source slice
+        std::vector<Task> tasks;
+        for (int z = 0; z < v.slices; ++z)
+            for (const auto& entry : labels.prob) {
+                const std::string& group = entry.first;
+                if (prompts[static_cast<size_t>(z)].count(group) || tried.count({z, group})) continue;
+                const std::vector<float>* found = nullptr;
+                for (int d = 1; d <= m.propagate_slices && !found; ++d)
+                    for (int j : {z - d, z + d})
+                        if (!found && j >= 0 && j < v.slices && source[static_cast<size_t>(j)])
+                            if (auto p = prompts[static_cast<size_t>(j)].find(group); p != prompts[static_cast<size_t>(j)].end())
+                                found = &p->second;
+                if (found) tasks.push_back({z, group, *found}), tried.insert({z, group});
+            }
+        std::fill(source.begin(), source.end(), false);
+        any = false;
+        for (size_t t0 = 0; t0 < tasks.size(); t0 += static_cast<size_t>(batch)) {
+            const size_t t1 = std::min(tasks.size(), t0 + static_cast<size_t>(batch));
+            std::vector<int> slices;
+            std::vector<std::vector<float>> batch_prompts;
+            for (size_t t = t0; t < t1; ++t) slices.push_back(tasks[t].z), batch_prompts.push_back(tasks[t].prompt);
+            auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages);
+            if (!logits) return logits.error();
+            for (size_t t = t0; t < t1; ++t) {
+                const auto& mask = logits.value()[t - t0];
+                paste_mask(mask, m.mask_size, v, tasks[t].z, labels.prob[tasks[t].group]);
+                if (*std::max_element(mask.begin(), mask.end()) > min_logit) {  // found: it passes the prompt on
+                    prompts[static_cast<size_t>(tasks[t].z)][tasks[t].group] = tasks[t].prompt;
+                    source[static_cast<size_t>(tasks[t].z)] = any = true;
+                }
+            }
         }
-    for (size_t t0 = 0; t0 < tasks.size(); t0 += static_cast<size_t>(batch)) {
-        const size_t t1 = std::min(tasks.size(), t0 + static_cast<size_t>(batch));
-        std::vector<int> slices;
-        std::vector<std::vector<float>> batch_prompts;
-        for (size_t t = t0; t < t1; ++t) slices.push_back(tasks[t].z), batch_prompts.push_back(*tasks[t].prompt);
-        auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages);
-        if (!logits) return logits.error();
-        for (size_t t = t0; t < t1; ++t)
-            paste_mask(logits.value()[t - t0], m.mask_size, v, tasks[t].z, labels.prob[tasks[t].group]);
     }
     return {};
 }
@@ -236,6 +251,25 @@ std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>
     return ring;
 }
 
+float median(std::vector<float>& x) {
+    std::nth_element(x.begin(), x.begin() + static_cast<long>(x.size() / 2), x.end());
+    return x[x.size() / 2];
+}
+
+/// Median value of a lesion minus the median of a 3-pixel ring around it on each of its slices
+/// (voxels outside every lesion): how much denser or lighter it is than the tissue around it.
+/// Medians, so that a little fat or air in the ring does not cancel a real difference.
+double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::map<size_t, std::vector<size_t>> by_slice;
+    std::vector<float> inside, around;
+    for (size_t i : c.voxels) by_slice[i / plane].push_back(i % plane), inside.push_back(v.voxels[i]);
+    for (const auto& [z, pixels] : by_slice)
+        for (size_t p : ring_around(v, pixels, 3))
+            if (lesion[z * plane + p] <= threshold) around.push_back(v.voxels[z * plane + p]);
+    return around.empty() ? 0.0 : median(inside) - median(around);
+}
+
 /// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
 /// slice ("Please segment pancreas in this CT image ."), and the lesion takes the label of the
 /// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
@@ -372,7 +406,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
         }
         stages.mask += seconds_since(t1);
     }
-    if (auto done = propagate(m_model, v, prompts, m_batch, labels, stages); !done) return done.error();
+    if (auto done = propagate(m_model, v, std::move(prompts), m_batch, labels, stages); !done) return done.error();
     out.segments.assign(total, 0);
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     // One lesion map over every label (max): a lesion whose slices the model named differently stays
@@ -391,10 +425,16 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 if (mass > best) best = mass, group = &name;
             }
             core::Finding f = measure(c, v, lesion);
-            if (f.last_slice - f.first_slice + 1 < m.min_slices || out.findings.size() >= 255) continue;
+            const int span = f.last_slice - f.first_slice + 1;
+            if (span < m.min_slices || out.findings.size() >= 255) continue;
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;
             f.grounding = fmt::format("recognized: {} ({:.0f}% of the mask probability)", *group, 100 * best / std::max(all, 1.0));
+            if (v.modality == "CT" && m.min_contrast_hu > 0) {  // a lesion must differ from the tissue around it
+                const double hu = contrast(v, c, lesion, threshold);
+                if (std::abs(hu) < m.min_contrast_hu) continue;
+                f.grounding += fmt::format("; {:+.0f} HU to the tissue around it", hu);
+            }
             if (*group == "lung")
                 f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", f.diameter_mm,
                                            f.label == "lung tumor" ? ">=" : "<", m.lung_tumor_min_diameter_mm, f.label);
@@ -406,8 +446,9 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 f.label = named->label;
                 f.grounding += "; " + named->evidence;
             }
-            if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() && f.diameter_mm < min->second)
-                continue;  // below the smallest lesion of that class the model reports
+            if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() &&
+                (f.diameter_mm < min->second || span < std::max(1, static_cast<int>(min->second / v.slice_spacing))))
+                continue;  // smaller than the smallest lesion of that class the model reports, in-plane or along z
             std::string text;
             if (m.prompts.count("description")) {  // region-aware description of the boxed key slice
                 auto described = describe(m_model, v, key_image, pixels, f.label, stages);

@@ -70,6 +70,8 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         m.mask_threshold = th.value("mask", 0.5);
         m.min_slices = th.value("min_slices", 2);
         m.propagate_slices = th.value("propagate_slices", 0);
+        m.min_contrast_hu = th.value("min_contrast_hu", 0.0);
+        if (m.min_contrast_hu < 0) return bad("model.json thresholds.min_contrast_hu", "must be 0 or more");
         if (m.propagate_slices < 0) return bad("model.json thresholds.propagate_slices", "must be 0 or more");
         m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
         m.host_organs = j.value("host_organs", std::map<std::string, std::string>{});
