@@ -17,6 +17,7 @@ LESIONS = {  # label: (host organs, min fraction inside host, diameter range mm)
     "lung tumor": (("lung_r", "lung_l"), 0.6, (30, 70)),
     "brain tumor": (("brain",), 1.0, (15, 50)),
 }
+PAINT_ORDER = ("lung_r", "lung_l", "heart", "liver", "spleen", "kidney_r", "kidney_l", "pancreas", "aorta", "bone")
 REGION_CLASSES = {"CHEST": ["lung nodule", "lung tumor"],
                   "ABDOMEN": ["liver tumor", "kidney tumor", "pancreas tumor"],
                   "HEAD": ["brain tumor"]}
@@ -93,6 +94,12 @@ def _ct_organs(rng, region, z, y, x, length, fov):
     for k in list(organs):
         if k not in ("body", "soft"):
             organs[k] &= organs["soft"]
+    # Each organ's mask is what shows of it: organs painted later cover earlier ones (a liver tumor
+    # must sit in liver tissue, not where the kidney is drawn over the liver's ellipse).
+    present = [o for o in PAINT_ORDER if o in organs]
+    for i, organ in enumerate(present):
+        for later in present[i + 1:]:
+            organs[organ] &= ~organs[later]
     return organs
 
 
@@ -168,7 +175,7 @@ def make_phantom(seed, region=None, n_lesions=None, labels=None, slices=None):
               "liver": rng.uniform(55, 65), "spleen": rng.uniform(45, 55), "kidney_r": rng.uniform(30, 40),
               "kidney_l": None, "pancreas": rng.uniform(40, 50)}
     levels["lung_l"], levels["kidney_l"] = levels["lung_r"], levels["kidney_r"]
-    for organ in ("lung_r", "lung_l", "heart", "liver", "spleen", "kidney_r", "kidney_l", "pancreas", "aorta", "bone"):
+    for organ in PAINT_ORDER:
         if organ in organs:
             hu[organs[organ]] = levels[organ]
     def lesion_hu(les):  # every class's draw is taken, as the training data were generated
