@@ -96,7 +96,6 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
 
 struct Component {
     std::vector<size_t> voxels;
-    std::string group;
 };
 
 /// 26-connected components of voxels above threshold, visiting only set voxels.

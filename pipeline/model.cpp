@@ -283,20 +283,31 @@ core::Result<torch::Tensor> input_images(const Model::Impl& I, const std::vector
     return torch::from_blob(const_cast<float*>(images.data()), {count, 1, s, s}, torch::kFloat32).to(I.device);
 }
 
+/// Runs one inference call under InferenceMode on the slices as a device tensor; LibTorch
+/// exceptions become errors. `body(images, stages)` returns the call's result.
+template <typename T, typename Body>
+core::Result<T> infer(const Model::Impl& I, const std::vector<float>& images, int count, StageSeconds* seconds, Body body) {
+    StageSeconds local;
+    try {
+        c10::InferenceMode guard;
+        auto img = input_images(I, images, count);
+        if (!img) return img.error();
+        return body(img.value(), seconds ? *seconds : local);
+    } catch (const c10::Error& e) {
+        return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
+    }
+}
+
 core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std::vector<float>& images, int count,
                                                                        const std::vector<std::string>& prompts,
                                                                        StageSeconds* seconds) const {
-    StageSeconds local;
-    StageSeconds& st = seconds ? *seconds : local;
-    try {
-        c10::InferenceMode guard;
+    using Answers = std::vector<std::vector<SliceAnswer>>;
+    return infer<Answers>(*m_impl, images, count, seconds, [&](const torch::Tensor& img, StageSeconds& st) -> core::Result<Answers> {
         auto t0 = std::chrono::steady_clock::now();
-        auto img = input_images(*m_impl, images, count);
-        if (!img) return img.error();
-        auto features = encode_images(*m_impl, img.value());
+        auto features = encode_images(*m_impl, img);
         if (!features) return features.error();
         st.vision += since(t0);
-        std::vector<std::vector<SliceAnswer>> out;
+        Answers out;
         for (const auto& prompt : prompts) {
             auto t1 = std::chrono::steady_clock::now();
             auto decoded = decode(*m_impl, features->visual, prompt);
@@ -307,27 +318,21 @@ core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std
             st.mask += since(t2);
         }
         return out;
-    } catch (const c10::Error& e) {
-        return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
-    }
+    });
 }
 
 core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<float>& images, int count,
                                                              const std::vector<std::vector<float>>& prompts,
                                                              StageSeconds* seconds) const {
+    using Masks = std::vector<std::vector<float>>;
     if (prompts.size() != static_cast<size_t>(std::max(count, 0)))
         return core::make_error(ErrorKind::InvalidInput, "segment(): one prompt per slice");
-    StageSeconds local;
-    StageSeconds& st = seconds ? *seconds : local;
-    try {
-        c10::InferenceMode guard;
+    return infer<Masks>(*m_impl, images, count, seconds, [&](const torch::Tensor& img, StageSeconds& st) -> core::Result<Masks> {
         auto t0 = std::chrono::steady_clock::now();
-        auto img = input_images(*m_impl, images, count);
-        if (!img) return img.error();
         auto& grounding = const_cast<torch::jit::Module&>(m_impl->parts.at("grounding_encoder"));
         auto& dec = const_cast<torch::jit::Module&>(m_impl->parts.at("mask_decoder"));
-        torch::Tensor pixels = grounding.forward({img.value()}).toTensor();
-        std::vector<std::vector<float>> out;
+        torch::Tensor pixels = grounding.forward({img}).toTensor();
+        Masks out;
         for (int b = 0; b < count; ++b) {
             const auto& p = prompts[static_cast<size_t>(b)];
             torch::Tensor prompt = torch::from_blob(const_cast<float*>(p.data()), {1, static_cast<long>(p.size())}, torch::kFloat32)
@@ -336,9 +341,7 @@ core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<f
         }
         st.mask += since(t0);
         return out;
-    } catch (const c10::Error& e) {
-        return core::make_error(ErrorKind::Internal, std::string("inference failed: ") + e.what_without_backtrace());
-    }
+    });
 }
 
 std::vector<std::string> parse_seg_labels(const std::vector<std::string>& words) {

@@ -37,8 +37,8 @@ struct Manifest {
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
-    int propagate_slices = 0;
-    double min_contrast_hu = 0;  // CT: lesions closer than this to the tissue around them are not reported (0: off)  // [SEG] prompts carried to slices this far away (0: off)
+    int propagate_slices = 0;    // [SEG] prompts carried to slices this far away (0: off)
+    double min_contrast_hu = 0;  // CT: lesions closer than this to the tissue around them are not reported (0: off)
     std::string sha256;  // of model.json (which pins every part's sha256)
 };
 

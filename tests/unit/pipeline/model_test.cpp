@@ -147,7 +147,14 @@ TEST(Analyzer, AnalyzesAVolumeEndToEndOnTheNativeGrid) {
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->slice_texts.size(), 3u);
     EXPECT_EQ(r->segments.size(), v.voxels.size());
-    for (const auto& f : r->findings) EXPECT_GE(f.last_slice - f.first_slice + 1, 2);
+    const Manifest& m = shared_model().manifest();
+    for (const auto& f : r->findings) {  // every finding spans the slices its class's smallest size covers
+        const int span = f.last_slice - f.first_slice + 1;
+        EXPECT_GE(span, m.min_slices);
+        if (m.min_diameter_mm.count(f.label)) {
+            EXPECT_GE(span, static_cast<int>(m.min_diameter_mm.at(f.label) / v.slice_spacing));
+        }
+    }
 }
 
 TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
