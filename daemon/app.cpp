@@ -194,6 +194,13 @@ int run_node(const config::Config& cfg) {
     auto start_senders = [&](const config::Config& c) {
         for (auto& s : senders) s->stop();  // the association in flight finishes first
         senders.clear();
+        std::vector<std::string> names;
+        for (const auto& d : c.destinations) names.push_back(d.name);
+        if (auto n = deliveries.fail_unconfigured(names); !n)
+            TRIAGE_LOG_ERROR("delivery", "cannot fail the deliveries of removed destinations: {}", n.error().message);
+        else if (n.value() > 0)
+            TRIAGE_LOG_WARN("delivery", "{} pending deliveries failed: their destination is no longer configured "
+                                        "(triagectl retry after adding it back)", n.value());
         for (const auto& d : c.destinations) {
             senders.push_back(std::make_unique<DeliveryWorker>(d, c.delivery, c.node.ae_title, c.node.data_dir,
                                                                deliveries, clock));

@@ -102,6 +102,29 @@ core::Result<int> DeliveryQueue::retry_failed(const std::optional<std::string>& 
     return count;
 }
 
+core::Result<int> DeliveryQueue::fail_unconfigured(const std::vector<std::string>& configured) {
+    std::string now = core::format_iso8601(m_clock.now());
+    int count = 0;
+    auto st = m_db.transact([&]() -> Status {
+        Statement& q = m_db.prepare(
+            "UPDATE deliveries SET state='failed', updated_at=?1, "
+            "last_error='destination ' || destination || ' is no longer configured' "
+            "WHERE state='pending' AND destination NOT IN (SELECT value FROM json_each(?2))");
+        q.bind(1, now).bind(2, json(configured).dump());
+        auto changed = q.run();
+        if (!changed) return changed.error();
+        count = changed.value();
+        if (count == 0) return {};
+        AuditEvent e;
+        e.time = now;
+        e.event = "deliveries_unconfigured";
+        e.detail = json{{"configured", configured}, {"count", count}}.dump();
+        return m_audit.append_in_tx(std::move(e));
+    });
+    if (!st) return st.error();
+    return count;
+}
+
 core::Result<std::vector<Delivery>> DeliveryQueue::for_study(const std::string& study_uid) {
     return m_db.select<Delivery>(std::string("SELECT ") + kColumns + "WHERE o.study_uid=? ORDER BY d.id",
                                  [&](Statement& s) { s.bind(1, study_uid); }, row);

@@ -42,6 +42,9 @@ public:
     core::Status record(const Delivery& d, const Attempt& a);
     /// Failed deliveries (of one destination, or all) back to pending with a fresh attempt count.
     core::Result<int> retry_failed(const std::optional<std::string>& destination);
+    /// Pending deliveries to a destination no longer in `configured` fail with that reason (they
+    /// would wait forever and keep their study from retention); retry_failed brings them back.
+    core::Result<int> fail_unconfigured(const std::vector<std::string>& configured);
     core::Result<std::vector<Delivery>> for_study(const std::string& study_uid);
     struct Count {
         std::string destination, state;

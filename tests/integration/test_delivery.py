@@ -2,7 +2,7 @@
 """Results back to a real PACS: Orthanc (Debian package) on loopback receives the SEG and SR of an
 analyzed phantom study in the source study; a PACS that is down and comes back, one that rejects
 the node's AE title, a node killed with deliveries pending, and two destinations of which one is
-down. Each delivery row ends sent exactly once or failed with its reason."""
+down (then removed from the config). Each delivery row ends sent exactly once or failed with its reason."""
 import pathlib
 import signal
 import sys
@@ -136,6 +136,14 @@ class DeliveryTest(NodeTest):
         self.wait_states(n, uid, "sent", dest="pacs")
         self.assertTrue(all(x["state"] == "pending" for x in self.deliveries(n, uid, "down")))
         self.assertEqual(len(pacs.instances()), 2)
+        # The administrator removes the dead destination: its deliveries fail with the reason
+        # instead of waiting forever (and holding the study back from retention).
+        n.destinations = [d for d in n.destinations if d["name"] != "down"]
+        write_config(n.config, n.sections, n.destinations)
+        n.proc.send_signal(signal.SIGHUP)
+        gone = self.wait_states(n, uid, "failed", dest="down", timeout=10)
+        self.assertTrue(all(x["last_error"] == "destination down is no longer configured" for x in gone), gone)
+        self.assertIn("deliveries_unconfigured", [e["event"] for e in n.ctl("audit")])
 
     def test_sighup_applies_a_new_destination_to_the_next_studies(self):
         pacs = self.orthanc().start()

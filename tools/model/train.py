@@ -4,7 +4,8 @@ L = L_text (cross-entropy) + 2 * BCE + 0.5 * Dice on each [SEG] mask, plus an au
 lesion-map loss (MODEL-NOTES lesson 1: without it the language model ignores the image).
 
 usage: train.py --data train.npz [more.npz ...] --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
-                [--init ckpt.pt] [--organ-data organs.npz] [--hard hard.npz --hard-share 0.25]
+                [--init ckpt.pt] [--organ-data organs.npz --organ-share 0.2] [--description-share 0.15]
+                [--balance-classes] [--hard hard.npz --hard-share 0.25]
 Time-budgeted: the learning rate follows warm-up + cosine over the wall-clock budget.
 """
 import argparse
@@ -56,14 +57,14 @@ def load_slices(data, idx, rng, organs=None):
     return img, both[:, :len(LABELS)], both[:, len(LABELS):]
 
 
-def make_batch(data, rng, n, organ_data=None, organ_share=0.2, hard_share=0.0):
+def make_batch(data, rng, n, organ_data=None, organ_share=0.2, hard_share=0.0, description_share=0.15):
     """One task per batch (keeps the prompt length uniform): grounded recognition, referring
     segmentation of a lesion class, referring segmentation of a host organ (with --organ-data) or
     region-aware description of the lesion in a drawn box. Returns the images, the lesion masks
     (auxiliary loss), token ids, each sample's [SEG] target masks and the prompt length."""
     r = rng.random()
-    task = ("referring" if r < 0.15 else "description" if r < 0.30 else
-            "organ" if r < 0.30 + organ_share and organ_data is not None else "recognition")
+    task = ("referring" if r < 0.15 else "description" if r < 0.15 + description_share else
+            "organ" if r < 0.15 + description_share + organ_share and organ_data is not None else "recognition")
     src = organ_data if task == "organ" else data
     k = n // 2 + n % 2 if task in ("recognition", "referring") else n
     idx = np.concatenate([np.asarray(pick_positives(data, rng, k) if task != "organ" else rng.choice(len(src["images"]), k),
@@ -167,6 +168,7 @@ def main():
     ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
     ap.add_argument("--organ-data", help="make_dataset.py --organs output: adds referring segmentation of host organs")
     ap.add_argument("--organ-share", type=float, default=0.2, help="fraction of batches for host organ segmentation")
+    ap.add_argument("--description-share", type=float, default=0.15, help="fraction of batches for region-aware description")
     ap.add_argument("--hard", help="mine.py output: slices an earlier model got wrong, mixed into recognition batches")
     ap.add_argument("--hard-share", type=float, default=0.25, help="fraction of each recognition batch from --hard")
     a = ap.parse_args()
@@ -208,7 +210,8 @@ def main():
         lr = a.lr * warmup * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, parts = step_loss(model, *make_batch(data, rng, a.batch, organ_data, a.organ_share, a.hard_share))
+        loss, parts = step_loss(model, *make_batch(data, rng, a.batch, organ_data, a.organ_share, a.hard_share,
+                                                          a.description_share))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -283,6 +283,16 @@ TEST_F(StorageTest, AnalysisIsSavedOnceWithOutputsAndDeliveriesAndReadBack) {
     int attempts = 0;
     for (const auto& e : events) attempts += e.event == "delivery_attempt";
     EXPECT_EQ(attempts, 4);  // the stale record wrote nothing
+
+    // "archive" removed from the config: its pending delivery fails with the reason, "pacs" waits on.
+    EXPECT_EQ(queue.fail_unconfigured({"pacs"}).value(), 1);
+    auto archived = queue.for_study("3.1").value();
+    auto gone = std::find_if(archived.begin(), archived.end(), [](const Delivery& d) { return d.destination == "archive"; });
+    ASSERT_NE(gone, archived.end());
+    EXPECT_EQ(gone->state, "failed");
+    EXPECT_EQ(gone->last_error, "destination archive is no longer configured");
+    EXPECT_EQ(queue.due("pacs", 10).value().size(), 1u);
+    EXPECT_EQ(queue.fail_unconfigured({"pacs"}).value(), 0);
 }
 }  // namespace
 
