@@ -1,5 +1,7 @@
 #include "storage/delivery_queue.h"
 
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
 namespace triage::storage {
@@ -30,6 +32,31 @@ Delivery row(const Statement& s) {
     if (!s.is_null(12)) d.last_status = s.integer(12);
     d.last_error = s.text(13);
     return d;
+}
+
+/// One UPDATE of deliveries (?1 = now, `bind` the rest) and its audit row `event` with `detail` plus
+/// the count, in one transaction; no audit row when nothing changed unless `audit_none`.
+core::Result<int> update_audited(Database& db, AuditLog& audit, const core::Clock& clock, const char* sql,
+                                 const std::function<void(Statement&)>& bind, const char* event, json detail, bool audit_none) {
+    std::string now = core::format_iso8601(clock.now());
+    int count = 0;
+    auto st = db.transact([&]() -> Status {
+        Statement& q = db.prepare(sql);
+        q.bind(1, now);
+        bind(q);
+        auto changed = q.run();
+        if (!changed) return changed.error();
+        count = changed.value();
+        if (count == 0 && !audit_none) return {};
+        AuditEvent e;
+        e.time = now;
+        e.event = event;
+        detail["count"] = count;
+        e.detail = detail.dump();
+        return audit.append_in_tx(std::move(e));
+    });
+    if (!st) return st.error();
+    return count;
 }
 
 }  // namespace
@@ -81,48 +108,22 @@ Status DeliveryQueue::record(const Delivery& d, const Attempt& a) {
 }
 
 core::Result<int> DeliveryQueue::retry_failed(const std::optional<std::string>& destination) {
-    std::string now = core::format_iso8601(m_clock.now());
-    int count = 0;
-    auto st = m_db.transact([&]() -> Status {
-        Statement& q = m_db.prepare(
-            "UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?, updated_at=? "
-            "WHERE state='failed' AND (?3 IS NULL OR destination=?3)");
-        q.bind(1, now).bind(2, now);
-        destination ? q.bind(3, *destination) : q.bind_null(3);
-        auto changed = q.run();
-        if (!changed) return changed.error();
-        count = changed.value();
-        AuditEvent e;
-        e.time = now;
-        e.event = "deliveries_requeued";
-        e.detail = json{{"destination", destination ? json(*destination) : json(nullptr)}, {"count", count}}.dump();
-        return m_audit.append_in_tx(std::move(e));
-    });
-    if (!st) return st.error();
-    return count;
+    return update_audited(
+        m_db, m_audit, m_clock,
+        "UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?1, updated_at=?1 "
+        "WHERE state='failed' AND (?2 IS NULL OR destination=?2)",
+        [&](Statement& q) { destination ? q.bind(2, *destination) : q.bind_null(2); }, "deliveries_requeued",
+        json{{"destination", destination ? json(*destination) : json(nullptr)}}, true);
 }
 
 core::Result<int> DeliveryQueue::fail_unconfigured(const std::vector<std::string>& configured) {
-    std::string now = core::format_iso8601(m_clock.now());
-    int count = 0;
-    auto st = m_db.transact([&]() -> Status {
-        Statement& q = m_db.prepare(
-            "UPDATE deliveries SET state='failed', updated_at=?1, "
-            "last_error='destination ' || destination || ' is no longer configured' "
-            "WHERE state='pending' AND destination NOT IN (SELECT value FROM json_each(?2))");
-        q.bind(1, now).bind(2, json(configured).dump());
-        auto changed = q.run();
-        if (!changed) return changed.error();
-        count = changed.value();
-        if (count == 0) return {};
-        AuditEvent e;
-        e.time = now;
-        e.event = "deliveries_unconfigured";
-        e.detail = json{{"configured", configured}, {"count", count}}.dump();
-        return m_audit.append_in_tx(std::move(e));
-    });
-    if (!st) return st.error();
-    return count;
+    return update_audited(
+        m_db, m_audit, m_clock,
+        "UPDATE deliveries SET state='failed', updated_at=?1, "
+        "last_error='destination ' || destination || ' is no longer configured' "
+        "WHERE state='pending' AND destination NOT IN (SELECT value FROM json_each(?2))",
+        [&](Statement& q) { q.bind(2, json(configured).dump()); }, "deliveries_unconfigured",
+        json{{"configured", configured}}, false);
 }
 
 core::Result<std::vector<Delivery>> DeliveryQueue::for_study(const std::string& study_uid) {
