@@ -27,6 +27,7 @@ struct SeriesAnalysis {
     std::vector<Finding> findings;
     std::vector<std::uint8_t> segments;  // slices*rows*columns; 0 = none, k = findings[k-1]
     std::vector<std::string> slice_texts;  // the generated answer per slice, verbatim
+    std::vector<std::string> rejected;     // candidates segmented by the model but not reported, and why
     double seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -276,6 +277,7 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
 /// include). Below host_min_coverage for every organ the recognized name stays.
 struct Naming {
     std::string label, evidence;  // evidence: the organ probabilities, for the audit trail
+    std::vector<size_t> organ_ring;  // ring pixels inside the organ that named the lesion (none: name kept)
 };
 
 core::Result<Naming> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
@@ -290,6 +292,7 @@ core::Result<Naming> host_label(const Model& model, const core::Volume& v, const
     if (!answers) return answers.error();
     std::string best_label = label, evidence = fmt::format("host organ ring {:.0f} mm:", m.host_ring_mm);
     double best = m.host_min_coverage;
+    std::vector<size_t> organ_ring;
     std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
     auto answer = answers.value().begin();
     for (auto host = m.host_organs.begin(); host != m.host_organs.end(); ++host, ++answer) {
@@ -300,11 +303,14 @@ core::Result<Naming> host_label(const Model& model, const core::Volume& v, const
         for (size_t i : ring) covered += prob[i] / 255.0;
         covered /= static_cast<double>(ring.size());
         evidence += fmt::format(" {} {:.2f}", host->second, covered);
-        if (covered > best) best = covered, best_label = host->first;
+        if (covered > best) {
+            best = covered, best_label = host->first, organ_ring.clear();
+            std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring), [&](size_t i) { return prob[i] > 127; });
+        }
     }
     if (best_label == label && best == m.host_min_coverage)
-        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage)};
-    return Naming{best_label, evidence + " -> " + best_label};
+        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage), {}};
+    return Naming{best_label, evidence + " -> " + best_label, organ_ring};
 }
 
 /// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is
@@ -333,12 +339,15 @@ core::Result<std::string> describe(const Model& model, const core::Volume& v, st
 
 }  // namespace
 
-std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v) {
+std::string body_region(const Manifest& m, const core::Volume& v) {
+    if (v.modality != "CT") return v.modality;
     std::string text = upper(v.body_part + " " + v.series_description);
     for (const auto& k : m.chest_keywords)
-        if (text.find(upper(k)) != std::string::npos && m.ct_windows.count("CHEST")) return m.ct_windows.at("CHEST");
-    return m.ct_windows.at(m.default_window);
+        if (text.find(upper(k)) != std::string::npos && m.ct_windows.count("CHEST")) return "CHEST";
+    return m.default_window;
 }
+
+std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v) { return m.ct_windows.at(body_region(m, v)); }
 
 std::vector<float> preprocess(const Manifest& m, const core::Volume& v, const std::vector<int>& slices) {
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;
@@ -379,7 +388,12 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     const Manifest& m = m_model.manifest();
     core::SeriesAnalysis out;
     out.series_uid = v.series_uid;
-    const std::string prompt = fill(m.prompts.at("recognition").front(), "{modality}", v.modality);
+    // The recognition prompt, then the referring prompt for each label the manifest sweeps in this region.
+    std::vector<std::string> queries{fill(m.prompts.at("recognition").front(), "{modality}", v.modality)};
+    std::vector<std::string> swept;
+    if (auto sweep = m.referring_sweep.find(body_region(m, v)); sweep != m.referring_sweep.end())
+        for (const auto& label : sweep->second)
+            swept.push_back(label), queries.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", label), "{modality}", v.modality));
     LabelVolumes labels;
     const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
     StageSeconds stages;
@@ -389,20 +403,21 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
         auto t0 = std::chrono::steady_clock::now();
         std::vector<float> images = preprocess(m, v, z0, z1);
         out.seconds_preprocess += seconds_since(t0);
-        auto answers = m_model.run(images, z1 - z0, prompt, &stages);
+        auto answers = m_model.run_prompts(images, z1 - z0, queries, &stages);
         if (!answers) return answers.error();
         auto t1 = std::chrono::steady_clock::now();
-        for (int b = 0; b < z1 - z0; ++b) {
-            const SliceAnswer& a = answers.value()[static_cast<size_t>(b)];
-            out.slice_texts.push_back(a.text);
-            for (size_t i = 0; i < a.masks.size(); ++i) {
-                const std::string group = group_of(a.masks[i].first);
-                auto& vol = labels.prob[group];
-                if (vol.empty()) vol.assign(total, 0);
-                paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
-                if (i < a.prompts.size()) prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
+        for (size_t q = 0; q < queries.size(); ++q)
+            for (int b = 0; b < z1 - z0; ++b) {
+                const SliceAnswer& a = answers.value()[q][static_cast<size_t>(b)];
+                if (q == 0) out.slice_texts.push_back(a.text);
+                for (size_t i = 0; i < a.masks.size(); ++i) {  // a referring answer's [SEG] is the label asked for
+                    const std::string group = group_of(q == 0 ? a.masks[i].first : swept[q - 1]);
+                    auto& vol = labels.prob[group];
+                    if (vol.empty()) vol.assign(total, 0);
+                    paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
+                    if (i < a.prompts.size()) prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
+                }
             }
-        }
         stages.mask += seconds_since(t1);
     }
     if (auto done = propagate(m_model, v, std::move(prompts), m_batch, labels, stages); !done) return done.error();
@@ -425,14 +440,31 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             }
             core::Finding f = measure(c, v, lesion);
             const int span = f.last_slice - f.first_slice + 1;
-            if (span < m.min_slices || out.findings.size() >= 255) continue;
+            auto reject = [&](const std::string& why) {
+                out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", *group, f.diameter_mm, f.first_slice + 1,
+                                                   f.last_slice + 1, why));
+            };
+            if (span < m.min_slices || out.findings.size() >= 255) {
+                reject(fmt::format("on {} slice(s)", span));
+                continue;
+            }
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;
             f.grounding = fmt::format("recognized: {} ({:.0f}% of the mask probability)", *group, 100 * best / std::max(all, 1.0));
-            if (v.modality == "CT" && m.min_contrast_hu > 0) {  // a lesion must differ from the tissue around it
+            // On CT a lesion must differ from the tissue around it. One that does not gets a second
+            // look when its class has a host organ: against that organ alone, by min_host_contrast_hu (below).
+            std::string faint;
+            if (v.modality == "CT" && m.min_contrast_hu > 0) {
                 const double hu = contrast(v, c, lesion, threshold);
-                if (std::abs(hu) < m.min_contrast_hu) continue;
-                f.grounding += fmt::format("; {:+.0f} HU to the tissue around it", hu);
+                const std::string said = fmt::format("{:+.0f} HU to the tissue around it", hu);
+                if (std::abs(hu) >= m.min_contrast_hu) {
+                    f.grounding += "; " + said;
+                } else if (m.host_organs.count(f.label) && m.min_host_contrast_hu > 0) {
+                    faint = said;
+                } else {
+                    reject(said);
+                    continue;
+                }
             }
             if (*group == "lung")
                 f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", f.diameter_mm,
@@ -444,10 +476,29 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 if (!named) return named.error();
                 f.label = named->label;
                 f.grounding += "; " + named->evidence;
+                if (!faint.empty()) {  // the lesion's key-slice pixels against the host organ's ring pixels
+                    const size_t key = static_cast<size_t>(f.key_slice) * v.rows * v.columns;
+                    std::vector<float> inside, organ;
+                    for (size_t i : pixels) inside.push_back(v.voxels[key + i]);
+                    for (size_t i : named->organ_ring) organ.push_back(v.voxels[key + i]);
+                    if (organ.size() < 20) {
+                        reject(faint + "; too little host organ around it for a second look");
+                        continue;
+                    }
+                    const double hu = median(inside) - median(organ);
+                    const std::string said = fmt::format("{}, {:+.0f} HU to the {} around it", faint, hu, m.host_organs.at(f.label));
+                    if (std::abs(hu) < m.min_host_contrast_hu) {
+                        reject(said);
+                        continue;
+                    }
+                    f.grounding += "; " + said;
+                }
             }
             if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() &&
-                (f.diameter_mm < min->second || span < std::max(1, static_cast<int>(min->second / v.slice_spacing))))
-                continue;  // smaller than the smallest lesion of that class the model reports, in-plane or along z
+                (f.diameter_mm < min->second || span < std::max(1, static_cast<int>(min->second / v.slice_spacing)))) {
+                reject(fmt::format("named {}, smaller than {:.1f} mm in-plane or along z", f.label, min->second));
+                continue;  // smaller than the smallest lesion of that class the model reports
+            }
             std::string text;
             if (m.prompts.count("description")) {  // region-aware description of the boxed key slice
                 auto described = describe(m_model, v, key_image, pixels, f.label, stages);

@@ -13,8 +13,11 @@
 
 namespace triage::pipeline {
 
-/// Window [low, high] HU for a CT volume: the manifest's chest window when BodyPartExamined or the
-/// series description names the chest (manifest chest_keywords), else the default window.
+/// Body region of a volume as the manifest names it: for CT the window, "CHEST" when BodyPartExamined
+/// or the series description names the chest (manifest chest_keywords), else the default window;
+/// for MR "MR".
+std::string body_region(const Manifest& m, const core::Volume& v);
+/// Window [low, high] HU for a CT volume: the window of its body_region.
 std::pair<double, double> ct_window(const Manifest& m, const core::Volume& v);
 
 /// The listed slices preprocessed and resized to input_size (count x S x S floats).

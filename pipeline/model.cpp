@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -71,7 +72,9 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         m.min_slices = th.value("min_slices", 2);
         m.propagate_slices = th.value("propagate_slices", 0);
         m.min_contrast_hu = th.value("min_contrast_hu", 0.0);
+        m.min_host_contrast_hu = th.value("min_host_contrast_hu", 0.0);
         if (m.min_contrast_hu < 0) return bad("model.json thresholds.min_contrast_hu", "must be 0 or more");
+        if (m.min_host_contrast_hu < 0) return bad("model.json thresholds.min_host_contrast_hu", "must be 0 or more");
         if (m.propagate_slices < 0) return bad("model.json thresholds.propagate_slices", "must be 0 or more");
         m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
         m.host_organs = j.value("host_organs", std::map<std::string, std::string>{});
@@ -83,6 +86,13 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
             return bad("model.json roi_box_value", "a \"description\" prompt needs the ROI box intensity");
         if (!m.host_organs.empty() && !m.prompts.count("referring"))
             return bad("model.json host_organs", "needs a \"referring\" prompt");
+        m.referring_sweep = j.value("referring_sweep", std::map<std::string, std::vector<std::string>>{});
+        for (const auto& [region, list] : m.referring_sweep)
+            for (const auto& label : list)
+                if (std::none_of(m.labels.begin(), m.labels.end(), [&](const LabelInfo& l) { return l.text == label; }))
+                    return bad("model.json referring_sweep." + region, "unknown label \"" + label + "\"");
+        if (!m.referring_sweep.empty() && !m.prompts.count("referring"))
+            return bad("model.json referring_sweep", "needs a \"referring\" prompt");
         json tok = json::parse(tokenizer_json, nullptr, false);
         if (!tok.is_object()) return bad(j.at("tokenizer").get<std::string>(), "not a JSON object");
         m.vocab = tok.at("vocab").get<std::vector<std::string>>();

@@ -39,6 +39,10 @@ struct Manifest {
     int min_slices = 2;
     int propagate_slices = 0;    // [SEG] prompts carried to slices this far away (0: off)
     double min_contrast_hu = 0;  // CT: lesions closer than this to the tissue around them are not reported (0: off)
+    double min_host_contrast_hu = 0;  // ... unless this far from their host organ around them (0: no second look)
+    // Body region (CT window name, or "MR") -> labels also asked for on every slice with the referring
+    // prompt ("Please segment <label> ..."), next to the recognition prompt: a second detector.
+    std::map<std::string, std::vector<std::string>> referring_sweep;
     std::string sha256;  // of model.json (which pins every part's sha256)
 };
 

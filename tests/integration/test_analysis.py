@@ -3,6 +3,7 @@
 the job database -> triagectl. Uses the random-weight test bundle (shapes, flow, failure paths)
 and the committed mini model (findings on phantom studies)."""
 import pathlib
+import re
 import subprocess
 import sys
 import unittest
@@ -70,13 +71,14 @@ class MiniModelTest(NodeTest):
                  (23, "HEAD", "brain tumor", {"brain tumor"}, 48),
                  (24, "ABDOMEN", "pancreas tumor", {"pancreas tumor"}, 48),  # named by the organ around it
                  # the weights also segment the kidney poles at both ends of this volume: isodense to
-                 # the tissue around them, so not reported (min_contrast_hu)
+                 # the tissue around them and to the kidney, so not reported (min_contrast_hu,
+                 # min_host_contrast_hu) but listed with the reason
                  (910028, "ABDOMEN", "pancreas tumor", {"pancreas tumor"}, 67)]
-        studies = {}
+        studies, uids = {}, {}
         for seed, region, lesions, want, slices in cases:
             uid = phantom(self.tmp / f"p{seed}", seed, region, lesions, slices=slices)
             self.assertEqual(storescu(n.port, [self.tmp / f"p{seed}"]).returncode, 0)
-            studies[uid] = want
+            studies[uid], uids[seed] = want, uid
         for uid, want in studies.items():
             wait_until(lambda: job_state(n, uid) == "done", 600, f"analysis of {uid}")
             d = n.ctl("study", uid)
@@ -96,6 +98,9 @@ class MiniModelTest(NodeTest):
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])
+        poles = n.ctl("study", uids[910028])["series"][0]["not_reported"]
+        self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: [+-]\d+ HU to the tissue around it, "
+                                         r"[+-]\d+ HU to the kidney around it", p) for p in poles), poles)
         # Worklist: studies with findings first (by score), the clean one last and "normal".
         worklist = n.ctl("worklist")
         levels = {s["study_uid"]: (s["priority_level"], s["priority_score"]) for s in worklist}

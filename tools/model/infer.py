@@ -4,11 +4,13 @@
 Per slice: visual tokens + "<bos> prompt" -> greedy decoding with a KV cache -> text; the hidden
 state of each generated [SEG] -> seg projection -> mask decoder over the grounding features ->
 mask logits at half the input size. (The per-study assembly that follows lives in
-pipeline/analyzer.cpp: masks resized bilinearly to the native grid, [SEG] prompts carried to the
+pipeline/analyzer.cpp: on abdominal CT the referring prompt asked per lesion class on every slice
+as well (referring_sweep), masks resized bilinearly to the native grid, [SEG] prompts carried to the
 neighbouring slices the answers skipped (propagate_slices), one lesion map over all labels,
 3D connected components each named by the label with the most probability mass in it, lung
 lesions named by size, components on fewer than `min_slices` slices or, on CT, isodense to the
-tissue around them (min_contrast_hu) dropped, then measured; per
+tissue around them (min_contrast_hu) and, for classes with a host organ, to that organ
+(min_host_contrast_hu) dropped, then measured; per
 lesion, on its key slice, the host organs segmented by referring prompts re-name it and the
 region-aware description prompt on the boxed slice describes it.)
 """

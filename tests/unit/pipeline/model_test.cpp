@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "pipeline/analyzer.h"
 #include "pipeline/model.h"
@@ -63,6 +64,12 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = parse_manifest(negative, tokenizer);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("propagate_slices"), std::string::npos) << r.error().message;
+    nlohmann::json sweep = nlohmann::json::parse(text);
+    ASSERT_TRUE(sweep.contains("referring_sweep"));
+    sweep["referring_sweep"]["ABDOMEN"].push_back("spleen tumor");  // not one of the labels
+    r = parse_manifest(sweep.dump(), tokenizer);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("referring_sweep.ABDOMEN"), std::string::npos) << r.error().message;
 }
 
 TEST(Model, RunGivesOneAnswerPerSliceWithMasksOfTheManifestSize) {
@@ -120,6 +127,10 @@ TEST(Analyzer, WindowsAndReportFollowTheManifest) {
     EXPECT_EQ(ct_window(m, v), std::make_pair(-1000.0, 500.0));
     v.series_description = "ABDOMEN axial";
     EXPECT_EQ(ct_window(m, v), std::make_pair(-175.0, 250.0));
+    EXPECT_EQ(body_region(m, v), "ABDOMEN");  // the region whose labels referring_sweep asks for
+    v.modality = "MR";
+    EXPECT_EQ(body_region(m, v), "MR");
+    v.modality = "CT";
     auto none = compose_report({}, "ABDOMEN", m);
     EXPECT_EQ(none.findings, "No findings in the examined abdomen.");
     core::SeriesAnalysis s;
