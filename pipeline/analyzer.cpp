@@ -42,6 +42,11 @@ void paste_mask(const std::vector<float>& logits, int mask_size, const core::Vol
 /// Lung nodule and lung tumor differ by 3D size, decided after assembly: one "lung" group.
 std::string group_of(const std::string& label) { return label.rfind("lung", 0) == 0 ? "lung" : label; }
 
+/// Masks from the referring sweep are kept apart from the recognition answers' (group "asked: X"):
+/// the referring prompt is asked for each class in turn and segments a lesion of another class too,
+/// so it finds lesions, and the recognition answers, where they have any, name them.
+const std::string kAsked = "asked: ";
+
 /// Carries each [SEG] prompt to the neighbouring slices where the language model did not name that
 /// group (up to propagate_slices away, nearest first), as Sa2VA carries a prompt through video
 /// frames: the mask decoder alone decides on each of those slices, and a slice where it finds
@@ -274,10 +279,12 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
 /// slice ("Please segment pancreas in this CT image ."), and the lesion takes the label of the
 /// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
 /// the lesion (the organ's tissue, not the lesion's own pixels, which hosts may or may not
-/// include). Below host_min_coverage for every organ the recognized name stays.
+/// include). Below host_min_coverage for every organ, or when the leading organ is ahead of the
+/// recognized label's own organ by less than host_min_lead (a close call), the recognized name stays.
 struct Naming {
     std::string label, evidence;  // evidence: the organ probabilities, for the audit trail
-    std::vector<size_t> organ_ring;  // ring pixels inside the organ that named the lesion (none: name kept)
+    std::vector<size_t> organ_ring;  // ring pixels inside the organ of `label` (none: no organ around it)
+    size_t ring_size = 0;
 };
 
 core::Result<Naming> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
@@ -292,25 +299,28 @@ core::Result<Naming> host_label(const Model& model, const core::Volume& v, const
     if (!answers) return answers.error();
     std::string best_label = label, evidence = fmt::format("host organ ring {:.0f} mm:", m.host_ring_mm);
     double best = m.host_min_coverage;
-    std::vector<size_t> organ_ring;
+    std::map<std::string, double> covered;                  // label -> mean organ probability over the ring
+    std::map<std::string, std::vector<size_t>> organ_ring;  // label -> ring pixels inside its organ
     std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
     auto answer = answers.value().begin();
     for (auto host = m.host_organs.begin(); host != m.host_organs.end(); ++host, ++answer) {
         if (answer->front().masks.empty() || ring.empty()) continue;
         std::fill(prob.begin(), prob.end(), 0);
         paste_mask(answer->front().masks.front().second, m.mask_size, v, 0, prob);
-        double covered = 0;
-        for (size_t i : ring) covered += prob[i] / 255.0;
-        covered /= static_cast<double>(ring.size());
-        evidence += fmt::format(" {} {:.2f}", host->second, covered);
-        if (covered > best) {
-            best = covered, best_label = host->first, organ_ring.clear();
-            std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring), [&](size_t i) { return prob[i] > 127; });
-        }
+        double& c = covered[host->first];
+        for (size_t i : ring) c += prob[i] / 255.0;
+        c /= static_cast<double>(ring.size());
+        evidence += fmt::format(" {} {:.2f}", host->second, c);
+        std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring[host->first]), [&](size_t i) { return prob[i] > 127; });
+        if (c > best) best = c, best_label = host->first;
     }
     if (best_label == label && best == m.host_min_coverage)
-        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage), {}};
-    return Naming{best_label, evidence + " -> " + best_label, organ_ring};
+        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage), {}, ring.size()};
+    if (best_label != label && best - covered[label] < m.host_min_lead)
+        return Naming{label, fmt::format("{} ({} ahead by {:.2f} < {:.2f}: name kept)", evidence, m.host_organs.at(best_label),
+                                         best - covered[label], m.host_min_lead),
+                      covered[label] >= m.host_min_coverage ? organ_ring[label] : std::vector<size_t>{}, ring.size()};
+    return Naming{best_label, evidence + " -> " + best_label, organ_ring[best_label], ring.size()};
 }
 
 /// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is
@@ -411,7 +421,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 const SliceAnswer& a = answers.value()[q][static_cast<size_t>(b)];
                 if (q == 0) out.slice_texts.push_back(a.text);
                 for (size_t i = 0; i < a.masks.size(); ++i) {  // a referring answer's [SEG] is the label asked for
-                    const std::string group = group_of(q == 0 ? a.masks[i].first : swept[q - 1]);
+                    const std::string group = q == 0 ? group_of(a.masks[i].first) : kAsked + group_of(swept[q - 1]);
                     auto& vol = labels.prob[group];
                     if (vol.empty()) vol.assign(total, 0);
                     paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
@@ -424,20 +434,24 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     out.segments.assign(total, 0);
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     // One lesion map over every label (max): a lesion whose slices the model named differently stays
-    // one component; it takes the label with the most probability mass inside it.
+    // one component; it takes the label with the most probability mass inside it, from the
+    // recognition answers where they have any, else from the referring sweep.
     std::vector<std::uint8_t> lesion(total, 0);
     for (const auto& [group, prob] : labels.prob)
         for (size_t i = 0; i < total; ++i) lesion[i] = std::max(lesion[i], prob[i]);
     if (!labels.prob.empty()) {
         for (auto& c : components(lesion, v, threshold)) {
-            const std::string* group = nullptr;
-            double best = -1, all = 0;
+            std::map<bool, std::pair<std::string, double>> top;  // asked? -> best group and its mass
+            std::map<bool, double> all;
             for (const auto& [name, prob] : labels.prob) {
                 double mass = 0;
                 for (size_t i : c.voxels) mass += prob[i];
-                all += mass;
-                if (mass > best) best = mass, group = &name;
+                const bool asked = name.rfind(kAsked, 0) == 0;
+                all[asked] += mass;
+                if (mass > top[asked].second) top[asked] = {asked ? name.substr(kAsked.size()) : name, mass};
             }
+            const bool asked = top[false].second == 0;
+            const std::string* group = &top[asked].first;
             core::Finding f = measure(c, v, lesion);
             const int span = f.last_slice - f.first_slice + 1;
             auto reject = [&](const std::string& why) {
@@ -450,7 +464,8 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             }
             f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
                                        : *group;
-            f.grounding = fmt::format("recognized: {} ({:.0f}% of the mask probability)", *group, 100 * best / std::max(all, 1.0));
+            f.grounding = fmt::format("{}: {} ({:.0f}% of the {} mask probability)", asked ? "asked" : "recognized", *group,
+                                      100 * top[asked].second / std::max(all[asked], 1.0), asked ? "referring sweep's" : "recognition answers'");
             // On CT a lesion must differ from the tissue around it. One that does not gets a second
             // look when its class has a host organ: against that organ alone, by min_host_contrast_hu (below).
             std::string faint;
@@ -481,8 +496,9 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                     std::vector<float> inside, organ;
                     for (size_t i : pixels) inside.push_back(v.voxels[key + i]);
                     for (size_t i : named->organ_ring) organ.push_back(v.voxels[key + i]);
-                    if (organ.size() < 20) {
-                        reject(faint + "; too little host organ around it for a second look");
+                    if (organ.size() < 20 || 2 * organ.size() < named->ring_size) {  // not inside its organ
+                        reject(fmt::format("{}; named {}, {} of {} ring pixels in the {}: not inside it", faint, f.label,
+                                           organ.size(), named->ring_size, m.host_organs.at(f.label)));
                         continue;
                     }
                     const double hu = median(inside) - median(organ);

@@ -34,6 +34,7 @@ struct Manifest {
     // ("Please segment <organ> ..."); a lesion takes the label of the organ that holds it.
     std::map<std::string, std::string> host_organs;
     double host_ring_mm = 5, host_min_coverage = 0.15;  // ring around the lesion, least organ probability
+    double host_min_lead = 0;  // an organ renames a lesion only this far ahead of its recognized label's organ
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;

@@ -70,7 +70,7 @@ def manifest(version, trained_steps):
         # referring prompt for every abdominal lesion class on every abdominal slice (docs/model-bundle.md)
         "referring_sweep": {"ABDOMEN": list(HOSTS)},
         "thresholds": {"mask": 0.5, "min_slices": 1, "min_contrast_hu": 10.0, "min_host_contrast_hu": 15.0, "propagate_slices": 2, "lung_tumor_min_diameter_mm": 30.0,
-                       "host_ring_mm": 5.0, "host_min_coverage": 0.15,
+                       "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM},
         "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},

@@ -7,7 +7,8 @@ mask logits at half the input size. (The per-study assembly that follows lives i
 pipeline/analyzer.cpp: on abdominal CT the referring prompt asked per lesion class on every slice
 as well (referring_sweep), masks resized bilinearly to the native grid, [SEG] prompts carried to the
 neighbouring slices the answers skipped (propagate_slices), one lesion map over all labels,
-3D connected components each named by the label with the most probability mass in it, lung
+3D connected components each named by the label with the most probability mass in it (from the
+recognition answers where they cover it, else from the referring sweep), lung
 lesions named by size, components on fewer than `min_slices` slices or, on CT, isodense to the
 tissue around them (min_contrast_hu) and, for classes with a host organ, to that organ
 (min_host_contrast_hu) dropped, then measured; per
