@@ -439,6 +439,8 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     std::vector<std::uint8_t> lesion(total, 0);
     for (const auto& [group, prob] : labels.prob)
         for (size_t i = 0; i < total; ++i) lesion[i] = std::max(lesion[i], prob[i]);
+    constexpr size_t kMaxListed = 100;  // candidates not reported, listed with their reason
+    size_t unlisted = 0;
     if (!labels.prob.empty()) {
         for (auto& c : components(lesion, v, threshold)) {
             std::map<bool, std::pair<std::string, double>> top;  // asked? -> best group and its mass
@@ -454,9 +456,12 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             const std::string* group = &top[asked].first;
             core::Finding f = measure(c, v, lesion);
             const int span = f.last_slice - f.first_slice + 1;
-            auto reject = [&](const std::string& why) {
-                out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", *group, f.diameter_mm, f.first_slice + 1,
-                                                   f.last_slice + 1, why));
+            auto reject = [&](const std::string& why) {  // the first kMaxListed, then a count
+                if (out.rejected.size() < kMaxListed)
+                    out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", *group, f.diameter_mm,
+                                                       f.first_slice + 1, f.last_slice + 1, why));
+                else
+                    ++unlisted;
             };
             if (span < m.min_slices || out.findings.size() >= 255) {
                 reject(fmt::format("on {} slice(s)", span));
@@ -535,6 +540,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
             out.findings.push_back(f);
         }
     }
+    if (unlisted) out.rejected.push_back(fmt::format("{} more candidates not listed", unlisted));
     out.seconds_vision = stages.vision;
     out.seconds_decode = stages.decode;
     out.seconds_mask = stages.mask;
