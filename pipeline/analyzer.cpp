@@ -275,6 +275,15 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
     return around.empty() ? 0.0 : median(inside) - median(around);
 }
 
+/// Median of a lesion's pixels on one slice minus the median of other pixels of that slice.
+double slice_contrast(const core::Volume& v, int z, const std::vector<size_t>& lesion, const std::vector<size_t>& around) {
+    const size_t plane = static_cast<size_t>(z) * v.rows * v.columns;
+    std::vector<float> inside, outside;
+    for (size_t i : lesion) inside.push_back(v.voxels[plane + i]);
+    for (size_t i : around) outside.push_back(v.voxels[plane + i]);
+    return inside.empty() || outside.empty() ? 0.0 : median(inside) - median(outside);
+}
+
 /// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
 /// slice ("Please segment pancreas in this CT image ."), and the lesion takes the label of the
 /// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
@@ -496,17 +505,14 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 if (!named) return named.error();
                 f.label = named->label;
                 f.grounding += "; " + named->evidence;
-                if (!faint.empty()) {  // the lesion's key-slice pixels against the host organ's ring pixels
-                    const size_t key = static_cast<size_t>(f.key_slice) * v.rows * v.columns;
-                    std::vector<float> inside, organ;
-                    for (size_t i : pixels) inside.push_back(v.voxels[key + i]);
-                    for (size_t i : named->organ_ring) organ.push_back(v.voxels[key + i]);
-                    if (organ.size() < 20 || 2 * organ.size() < named->ring_size) {  // not inside its organ
+                if (!faint.empty()) {  // the second look: against the host organ's ring pixels
+                    const size_t organ = named->organ_ring.size();
+                    if (organ < 20 || 2 * organ < named->ring_size) {  // not inside its organ
                         reject(fmt::format("{}; named {}, {} of {} ring pixels in the {}: not inside it", faint, f.label,
-                                           organ.size(), named->ring_size, m.host_organs.at(f.label)));
+                                           organ, named->ring_size, m.host_organs.at(f.label)));
                         continue;
                     }
-                    const double hu = median(inside) - median(organ);
+                    const double hu = slice_contrast(v, f.key_slice, pixels, named->organ_ring);
                     const std::string said = fmt::format("{}, {:+.0f} HU to the {} around it", faint, hu, m.host_organs.at(f.label));
                     if (std::abs(hu) < m.min_host_contrast_hu) {
                         reject(said);
