@@ -27,7 +27,7 @@ core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series
                 if (!a) return a.error();  // inference failures fail the job (retried by reprocess)
                 r.analyzed = true;
                 r.warnings = volume->warnings;
-                for (const auto& why : a->rejected) r.warnings.push_back(std::string(kNotReported) + why);
+                for (const auto& why : a->rejected) r.warnings.push_back(std::string(storage::kNotReported) + why);
                 nlohmann::json slices = nlohmann::json::array();
                 for (const auto& src : volume->sources) slices.push_back({src.sop_instance_uid, src.frame});
                 r.slices_json = slices.dump();

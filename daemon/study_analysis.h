@@ -3,7 +3,6 @@
 // and gather findings, per-series outcomes and the report. Used by the analysis worker and by
 // `triagectl analyze`. Thread-safe given a shared immutable Model.
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/analysis.h"
@@ -19,10 +18,6 @@ struct SeriesInput {
     int rows = 0, frames = 0;
     std::vector<std::string> files;  // absolute paths
 };
-
-/// Series warnings that start with this list a lesion candidate the model segmented but the node did
-/// not report, and why (pipeline::Analyzer's rejected list); `triagectl study` shows them apart.
-inline constexpr std::string_view kNotReported = "candidate not reported: ";
 
 struct StudyAnalysis {
     std::vector<storage::SeriesResult> series;

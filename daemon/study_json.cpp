@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "daemon/study_analysis.h"
-
 namespace triage::daemon {
 
 using nlohmann::json;
@@ -117,7 +115,7 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
         (*entry)["skip_reason"] = r.skip_reason.empty() ? json(nullptr) : json(r.skip_reason);
         (*entry)["warnings"] = (*entry)["not_reported"] = json::array();
         for (const auto& w : r.warnings)
-            if (w.rfind(kNotReported, 0) == 0) (*entry)["not_reported"].push_back(w.substr(kNotReported.size()));
+            if (w.rfind(storage::kNotReported, 0) == 0) (*entry)["not_reported"].push_back(w.substr(storage::kNotReported.size()));
             else (*entry)["warnings"].push_back(w);
     }
 }

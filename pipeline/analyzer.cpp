@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
@@ -261,6 +262,11 @@ float median(std::vector<float>& x) {
     return x[x.size() / 2];
 }
 
+/// Median of `inside` minus median of `around` (0 when either is empty).
+double median_difference(std::vector<float> inside, std::vector<float> around) {
+    return inside.empty() || around.empty() ? 0.0 : median(inside) - median(around);
+}
+
 /// Median value of a lesion minus the median of a 3-pixel ring around it on each of its slices
 /// (voxels outside every lesion): how much denser or lighter it is than the tissue around it.
 /// Medians, so that a little fat or air in the ring does not cancel a real difference.
@@ -272,7 +278,7 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
     for (const auto& [z, pixels] : by_slice)
         for (size_t p : ring_around(v, pixels, 3))
             if (lesion[z * plane + p] <= threshold) around.push_back(v.voxels[z * plane + p]);
-    return around.empty() ? 0.0 : median(inside) - median(around);
+    return median_difference(std::move(inside), std::move(around));
 }
 
 /// Median of a lesion's pixels on one slice minus the median of other pixels of that slice.
@@ -281,7 +287,7 @@ double slice_contrast(const core::Volume& v, int z, const std::vector<size_t>& l
     std::vector<float> inside, outside;
     for (size_t i : lesion) inside.push_back(v.voxels[plane + i]);
     for (size_t i : around) outside.push_back(v.voxels[plane + i]);
-    return inside.empty() || outside.empty() ? 0.0 : median(inside) - median(outside);
+    return median_difference(std::move(inside), std::move(outside));
 }
 
 /// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
@@ -452,16 +458,16 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
     size_t unlisted = 0;
     if (!labels.prob.empty()) {
         for (auto& c : components(lesion, v, threshold)) {
-            std::map<bool, std::pair<std::string, double>> top;  // asked? -> best group and its mass
-            std::map<bool, double> all;
+            std::array<std::pair<std::string, double>, 2> top;  // [asked?]: best group and its mass
+            std::array<double, 2> all{};
             for (const auto& [name, prob] : labels.prob) {
                 double mass = 0;
                 for (size_t i : c.voxels) mass += prob[i];
-                const bool asked = name.rfind(kAsked, 0) == 0;
-                all[asked] += mass;
-                if (mass > top[asked].second) top[asked] = {asked ? name.substr(kAsked.size()) : name, mass};
+                const bool from_sweep = name.rfind(kAsked, 0) == 0;
+                all[from_sweep] += mass;
+                if (mass > top[from_sweep].second) top[from_sweep] = {from_sweep ? name.substr(kAsked.size()) : name, mass};
             }
-            const bool asked = top[false].second == 0;
+            const bool asked = top[0].second == 0;  // no recognition answer covers it
             const std::string* group = &top[asked].first;
             core::Finding f = measure(c, v, lesion);
             const int span = f.last_slice - f.first_slice + 1;

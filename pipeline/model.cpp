@@ -81,6 +81,7 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         m.host_ring_mm = th.value("host_ring_mm", 5.0);
         m.host_min_coverage = th.value("host_min_coverage", 0.15);
         m.host_min_lead = th.value("host_min_lead", 0.0);
+        if (m.host_min_lead < 0) return bad("model.json thresholds.host_min_lead", "must be 0 or more");
         m.min_diameter_mm = th.value("min_diameter_mm", std::map<std::string, double>{});
         m.roi_box_value = j.value("roi_box_value", 0.0);
         if (m.prompts.count("description") && m.roi_box_value == 0)

@@ -2,6 +2,7 @@
 // Analysis results per job (tables analyses, series_results, findings). Thread-safe.
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/analysis.h"
@@ -11,6 +12,10 @@
 #include "storage/database.h"
 
 namespace triage::storage {
+
+/// A SeriesResult warning that starts with this lists a lesion candidate the model segmented but the
+/// node did not report, and why; `triagectl study` shows those apart (`not_reported`).
+inline constexpr std::string_view kNotReported = "candidate not reported: ";
 
 struct SeriesResult {
     std::string series_uid;
