@@ -468,23 +468,23 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                 if (mass > top[from_sweep].second) top[from_sweep] = {from_sweep ? name.substr(kAsked.size()) : name, mass};
             }
             const bool asked = top[0].second == 0;  // no recognition answer covers it
-            const std::string* group = &top[asked].first;
+            const std::string& group = top[asked].first;
             core::Finding f = measure(c, v, lesion);
             const int span = f.last_slice - f.first_slice + 1;
             auto reject = [&](const std::string& why) {  // the first kMaxListed, then a count
                 if (out.rejected.size() < kMaxListed)
-                    out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", *group, f.diameter_mm,
+                    out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", group, f.diameter_mm,
                                                        f.first_slice + 1, f.last_slice + 1, why));
                 else
                     ++unlisted;
             };
             if (span < m.min_slices || out.findings.size() >= 255) {
-                reject(fmt::format("on {} slice(s)", span));
+                reject(span < m.min_slices ? fmt::format("on {} slice(s)", span) : "255 findings already (the SEG's limit)");
                 continue;
             }
-            f.label = *group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
-                                       : *group;
-            f.grounding = fmt::format("{}: {} ({:.0f}% of the {} mask probability)", asked ? "asked" : "recognized", *group,
+            f.label = group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
+                                       : group;
+            f.grounding = fmt::format("{}: {} ({:.0f}% of the {} mask probability)", asked ? "asked" : "recognized", group,
                                       100 * top[asked].second / std::max(all[asked], 1.0), asked ? "referring sweep's" : "recognition answers'");
             // On CT a lesion must differ from the tissue around it. One that does not gets a second
             // look when its class has a host organ: against that organ alone, by min_host_contrast_hu (below).
@@ -501,7 +501,7 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) cons
                     continue;
                 }
             }
-            if (*group == "lung")
+            if (group == "lung")
                 f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", f.diameter_mm,
                                            f.label == "lung tumor" ? ">=" : "<", m.lung_tumor_min_diameter_mm, f.label);
             const std::vector<size_t> pixels = slice_pixels(v, c.voxels, f.key_slice);

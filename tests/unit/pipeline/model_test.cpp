@@ -64,6 +64,13 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = parse_manifest(negative, tokenizer);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("propagate_slices"), std::string::npos) << r.error().message;
+    for (const char* key : {"min_host_contrast_hu", "host_min_lead"}) {  // thresholds that must not be negative
+        nlohmann::json j = nlohmann::json::parse(text);
+        j["thresholds"][key] = -1;
+        r = parse_manifest(j.dump(), tokenizer);
+        ASSERT_FALSE(r) << key;
+        EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
+    }
     nlohmann::json sweep = nlohmann::json::parse(text);
     ASSERT_TRUE(sweep.contains("referring_sweep"));
     sweep["referring_sweep"]["ABDOMEN"].push_back("spleen tumor");  // not one of the labels
