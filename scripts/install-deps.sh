@@ -9,6 +9,7 @@ PACKAGES=(
   # libraries
   libdcmtk-dev libdcmtk17 libtorch-dev libopenblas0-pthread libboost-dev libsqlite3-dev
   libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
+  libicu-dev  # Unicode classes and NFC for the BPE tokenizer
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
   systemd  # systemd-analyze verify of the unit
@@ -41,10 +42,11 @@ else
 fi
 
 # Test tools from the npm registry, pinned by tests/js/package-lock.json: dcmjs (the library the
-# OHIF viewer reads SEG with). Only for tests; nothing at build or run time needs them.
+# OHIF viewer reads SEG with) and @huggingface/tokenizers (the reference of the tokenizer parity
+# test). Only for tests; nothing at build or run time needs them.
 JS="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
-if [ ! -f "$JS/node_modules/dcmjs/package.json" ]; then
-  echo "install-deps: npm ci in tests/js (dcmjs)"
+if [ ! -f "$JS/node_modules/dcmjs/package.json" ] || [ ! -f "$JS/node_modules/@huggingface/tokenizers/package.json" ]; then
+  echo "install-deps: npm ci in tests/js (dcmjs, @huggingface/tokenizers)"
   (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 echo "install-deps: done"
