@@ -9,6 +9,7 @@
   independent, the kept mask is the best-IoU one of the three multimask outputs, inputs are cast to
   the weights' dtype and outputs are float32, and the 1024-px contract shapes hold.
 """
+import io
 import pathlib
 import sys
 import time
@@ -191,14 +192,19 @@ class Tiny(unittest.TestCase):
             level = self.model.image_encoder(image)[-1]
         self.assertLess((embed - (level + shift)).abs().max().item(), 1e-6)
 
-    def test_weights_dtype_decides_and_outputs_are_float32(self):
-        torch.manual_seed(3)
+    def test_saved_script_moves_to_another_dtype(self):
+        """What the C++ runtime does: load the saved TorchScript parts and move them (here to
+        float64 on the CPU); inputs stay float32, outputs are float32 and agree."""
+        torch.manual_seed(4)
         image, prompt = torch.randn(1, 3, 256, 256), torch.randn(1, 32)
         ref = self.run_parts(self.enc, self.dec, image, prompt)
-        model64 = SAM2Model(sam2_tiny_config())
-        model64.load_state_dict(self.model.state_dict())
-        model64 = model64.double().eval()
-        out = self.run_parts(GroundingEncoderPart(model64), MaskDecoderPart(model64), image, prompt)
+        parts = []
+        for part in (self.enc, self.dec):
+            buf = io.BytesIO()
+            torch.jit.save(torch.jit.script(part), buf)
+            buf.seek(0)
+            parts.append(torch.jit.load(buf).to(torch.float64))
+        out = self.run_parts(parts[0], parts[1], image, prompt)
         for a, b in zip(ref, out):
             self.assertEqual(b.dtype, torch.float32)
             self.assertLess((a - b).abs().max().item(), 1e-3)
