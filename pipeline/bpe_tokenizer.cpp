@@ -28,14 +28,13 @@ bool single_word_ok(std::string_view text, size_t begin, size_t end) {
 }
 
 // Leftmost-longest match of one of `tokens` at or after `from`: {begin, token}, token null when none.
-std::pair<size_t, const AddedToken*> find_added(std::string_view text, size_t from,
-                                                const std::vector<const AddedToken*>& tokens) {
+std::pair<size_t, const AddedToken*> find_added(std::string_view text, size_t from, const std::vector<AddedToken>& tokens) {
     for (size_t p = from; p < text.size(); ++p) {
         const AddedToken* best = nullptr;
-        for (const AddedToken* t : tokens)
-            if (t->content[0] == text[p] && text.compare(p, t->content.size(), t->content) == 0 &&
-                (best == nullptr || t->content.size() > best->content.size()))
-                best = t;
+        for (const AddedToken& t : tokens)
+            if (t.content[0] == text[p] && text.compare(p, t.content.size(), t.content) == 0 &&
+                (best == nullptr || t.content.size() > best->content.size()))
+                best = &t;
         if (best != nullptr) return {p, best};
     }
     return {text.size(), nullptr};
@@ -43,7 +42,7 @@ std::pair<size_t, const AddedToken*> find_added(std::string_view text, size_t fr
 
 // Splits `text` around the matches of `tokens`, the way tokenizers' AddedVocabulary::find_matches
 // does: non-overlapping leftmost-longest matches, single_word checks, lstrip/rstrip whitespace.
-std::vector<Segment> split_added(std::string_view text, const std::vector<const AddedToken*>& tokens) {
+std::vector<Segment> split_added(std::string_view text, const std::vector<AddedToken>& tokens) {
     std::vector<Segment> out;
     size_t done = 0;  // end of the last segment
     for (size_t from = 0; !tokens.empty() && from < text.size();) {

@@ -28,8 +28,8 @@ struct BpeTokenizer::Impl {
     bool ignore_merges = false;                        // model.ignore_merges
     std::vector<UnicodeForm> normalizers;              // applied in order
     std::vector<AddedToken> added;                     // as listed
-    std::vector<const AddedToken*> added_raw;          // normalized == false: matched before normalizing
-    std::vector<const AddedToken*> added_normalized;   // normalized == true: matched after
+    std::vector<AddedToken> added_raw;                 // normalized == false: matched before normalizing
+    std::vector<AddedToken> added_normalized;          // normalized == true: content normalized, matched after
     std::unordered_map<std::string, int> added_ids;    // content -> id
 };
 

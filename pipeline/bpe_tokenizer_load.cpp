@@ -178,8 +178,14 @@ core::Status parse_added_tokens(const Reader& r, const json& root, BpeTokenizer:
     for (size_t i = 0; i < list.size(); ++i)
         if (auto st = parse_added_token(r, list[i], "added_tokens[" + std::to_string(i) + "]", impl.added[i]); !st) return st;
     for (const AddedToken& t : impl.added) {
-        (t.normalized ? impl.added_normalized : impl.added_raw).push_back(&t);
         impl.added_ids[t.content] = t.id;
+        if (!t.normalized) {
+            impl.added_raw.push_back(t);
+            continue;
+        }
+        AddedToken n = t;  // as tokenizers does: matched in its normalized form
+        for (UnicodeForm form : impl.normalizers) n.content = normalize_unicode(n.content, form);
+        impl.added_normalized.push_back(std::move(n));
     }
     return {};
 }

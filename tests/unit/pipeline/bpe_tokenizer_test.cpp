@@ -137,6 +137,7 @@ TEST_F(QwenTokenizer, AddedTokenFlags) {
     j["added_tokens"].push_back(added(151668, "\xC3\xA9t\xC3\xA9", {{"normalized", true}, {"special", false}}));
     j["added_tokens"].push_back(added(151669, "<ab>"));
     j["added_tokens"].push_back(added(151670, "<abc>"));
+    j["added_tokens"].push_back(added(151671, "o\xCC\x88x", {{"normalized", true}, {"special", false}}));  // öx, decomposed
     const BpeTokenizer t = with(j);
     EXPECT_EQ(t.encode("a  <l> b"), std::vector<int>({64, 151665, 293}));
     EXPECT_EQ(t.encode("a <r>  b"), std::vector<int>({64, 220, 151666, 65}));
@@ -148,6 +149,9 @@ TEST_F(QwenTokenizer, AddedTokenFlags) {
     EXPECT_EQ(std::count(ids.begin(), ids.end(), 151667), 2);
     EXPECT_EQ(ids.front(), 151667);
     EXPECT_EQ(t.decode(ids), "sw swim a sw b_sw");
+    // A normalized token is matched in its normalized form (tokenizers normalizes the pattern too).
+    const std::vector<int> ox = t.encode("a \xC3\xB6x");
+    EXPECT_EQ(std::count(ox.begin(), ox.end(), 151671), 1);
 }
 
 TEST_F(QwenTokenizer, LoadsFromABundleFolder) {
