@@ -91,6 +91,43 @@ class ConvertTest(unittest.TestCase):
             self.assertEqual(back[k].dtype, t.dtype, k)
             self.assertTrue(torch.equal(back[k], t), k)
 
+    def test_pixel_shuffle_v2(self):
+        """InternVL's v2 pixel shuffle: output token (i, j) = the 2x2 patch block at rows 2i..2i+1,
+        columns 2j..2j+1, channels in the order (2i,2j), (2i,2j+1), (2i+1,2j), (2i+1,2j+1)."""
+        x = torch.randn(1, 4, 6, 3)
+        y = U.pixel_shuffle(x, 0.5, "v2")
+        self.assertEqual(list(y.shape), [1, 2, 3, 12])
+        for i in range(2):
+            for j in range(3):
+                block = torch.cat([x[0, 2 * i, 2 * j], x[0, 2 * i, 2 * j + 1], x[0, 2 * i + 1, 2 * j], x[0, 2 * i + 1, 2 * j + 1]])
+                self.assertTrue(torch.equal(y[0, i, j], block), (i, j))
+
+    def test_qwen2_attention_by_hand(self):
+        """Grouped-query attention written out per head and position: query head h reads key/value
+        head h // (heads / kv_heads), position i sees positions <= i, RoPE on q and k (as transformers)."""
+        c = U.Cfg(hidden_size=24, num_attention_heads=4, num_key_value_heads=2, head_dim=6)
+        att = U.Qwen2Attention(c)
+        for p in att.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        x = torch.randn(1, 5, 24)
+        cos, sin = U.rope_cos_sin(0, 5, 6, 10000.0, x.device, x.dtype)
+        empty = torch.zeros(1, 2, 0, 6)
+        out, _, _ = att(x, cos, sin, empty, empty)
+        q = att.q_proj(x)[0].view(5, 4, 6)
+        k = att.k_proj(x)[0].view(5, 2, 6)
+        v = att.v_proj(x)[0].view(5, 2, 6)
+        heads = []
+        for h in range(4):
+            rows = []
+            for i in range(5):
+                qi = q[i, h] * cos[i] + U.rotate_half(q[i, h]) * sin[i]
+                ks = torch.stack([k[j, h // 2] * cos[j] + U.rotate_half(k[j, h // 2]) * sin[j] for j in range(i + 1)])
+                w = torch.softmax(ks @ qi / 6 ** 0.5, dim=0)
+                rows.append(w @ v[: i + 1, h // 2])
+            heads.append(torch.stack(rows))
+        expected = att.o_proj(torch.cat(heads, dim=1))
+        self.assertTrue(torch.allclose(out[0], expected, atol=1e-5), (out[0] - expected).abs().max())
+
     def test_checkpoint_layout(self):
         with safetensors_io.SafetensorsFile(self.ckpt / "model.safetensors") as f:
             dtypes = {n: f.dtype(n) for n in f.names()}

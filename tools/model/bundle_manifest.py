@@ -38,7 +38,7 @@ def labels():
     return out
 
 
-def token_ids(ckpt_dir, config):
+def token_ids(ckpt_dir, config, vocab):
     """Ids of the tokens the runtime needs, from tokenizer.json (+ tokenizer_config.json for eos/pad)."""
     tok = json.loads((ckpt_dir / "tokenizer.json").read_text())
     ids = {a["content"]: a["id"] for a in tok.get("added_tokens", [])}
@@ -56,6 +56,8 @@ def token_ids(ckpt_dir, config):
         if content not in ids:
             raise ValueError(f"tokenizer.json has no added token {content!r} ({key})")
         out[key] = ids[content]
+        if out[key] >= vocab:
+            raise ValueError(f"token {content!r} has id {out[key]}, outside the {vocab}-row embedding")
     return out
 
 
@@ -112,7 +114,7 @@ def manifest(config, model, sam2_cfg, ckpt_dir, dtype_name, source):
         "llm": {"hidden_size": lc.hidden_size, "layers": lc.num_hidden_layers, "heads": lc.num_attention_heads,
                 "kv_heads": lc.num_key_value_heads, "head_dim": lc.head_dim, "vocab_size": lc.vocab_size,
                 "max_positions": lc.max_position_embeddings},
-        "sam2": sam2, "special_token_ids": token_ids(ckpt_dir, config),
+        "sam2": sam2, "special_token_ids": token_ids(ckpt_dir, config, lc.vocab_size),
         "tokenizer": "tokenizer.json", "tokenizer_type": "bpe", "prompts": PROMPTS, "labels": labels(),
         "generic_label": {"text": "abnormality", "category": ABNORMAL, "type": ABNORMAL,
                           "region": coded("38866009", "Body part structure")},
