@@ -1,9 +1,10 @@
 // bench/infer: inference throughput of a model bundle (slices/s, per-stage latency) on CPU or CUDA.
 // usage: infer --bundle DIR [--device auto|cpu|cuda] [--batch 8] [--slices 64] [--threads N]
-//              [--input FILE.f32 --count N] [--dump OUT.json] [--prompt TEXT]
+//              [--input FILE.f32 --count N] [--dump OUT.json] [--prompt TEXT] [--size NATIVE]
 // With --input, runs the given preprocessed slices (count x S x S float32) and, with --dump,
 // writes the texts and mask logits (the parity test compares them with tools/model/infer.py).
 // --prompt replaces the recognition prompt (referring segmentation, region-aware description).
+// --size gives the native slice size the images stand for (format 2 tiles by its aspect; 512: one tile).
 #include <ATen/Parallel.h>
 
 #include <chrono>
@@ -18,7 +19,7 @@
 
 int main(int argc, char** argv) {
     std::string bundle, device = "cpu", input, dump, prompt;
-    int batch = 8, slices = 64, count = 0, threads = 0;
+    int batch = 8, slices = 64, count = 0, threads = 0, size = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
         if (k == "--bundle") bundle = v;
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
         else if (k == "--dump") dump = v;
         else if (k == "--threads") threads = std::stoi(v);
         else if (k == "--prompt") prompt = v;
+        else if (k == "--size") size = std::stoi(v);
     }
     if (bundle.empty()) {
         std::fprintf(stderr, "usage: infer --bundle DIR [--device D] [--batch N] [--slices N] [--input F --count N] [--dump F] [--prompt T]\n");
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
     for (int z = 0; z < slices; z += batch) {
         int n = std::min(batch, slices - z);
         std::vector<float> chunk(images.begin() + static_cast<long>(z * plane), images.begin() + static_cast<long>((z + n) * plane));
-        auto answers = model.value()->run(chunk, n, prompt, &st);
+        auto answers = model.value()->run(chunk, n, prompt, &st, {size, size});
         if (!answers) {
             std::fprintf(stderr, "infer: %s\n", answers.error().message.c_str());
             return 1;
@@ -81,8 +83,9 @@ int main(int argc, char** argv) {
     double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("bundle %s %s on %s, %d threads, batch %d, %d slices of %dx%d\n", m.name.c_str(), m.version.c_str(),
                 model.value()->device_name().c_str(), at::get_num_threads(), batch, slices, m.input_size, m.input_size);
-    std::printf("  %.1f slices/s  (%.2f ms/slice: vision %.2f, decode %.2f, mask %.2f)\n", slices / total,
-                1000 * total / slices, 1000 * st.vision / slices, 1000 * st.decode / slices, 1000 * st.mask / slices);
+    std::printf("  %.1f slices/s  (%.2f ms/slice: vision %.2f, grounding %.2f, decode %.2f, mask %.2f)\n", slices / total,
+                1000 * total / slices, 1000 * st.vision / slices, 1000 * st.grounding / slices, 1000 * st.decode / slices,
+                1000 * st.mask / slices);
     if (!dump.empty()) std::ofstream(dump) << out.dump();
     return 0;
 }

@@ -2,13 +2,17 @@
 // A loaded model bundle (docs/model-bundle.md): the manifest and the five TorchScript parts.
 // The loaded Model is immutable and safe to use from several threads; per-run state lives in the
 // caller. No Torch type appears in this header (Torch stays inside pipeline/*.cpp).
+#include <array>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/analysis.h"
 #include "core/result.h"
+#include "pipeline/domain.h"
 
 namespace triage::pipeline {
 
@@ -17,8 +21,24 @@ struct LabelInfo {
     core::CodedConcept category, type, region;  // SNOMED CT codes of the SEG segment and SR finding
 };
 
+// Format 2 (the released UniBiomed: InternVL2.5-1B + SAM2, docs/model-bundle.md "Format 2"): how
+// prompts, images and answers are shaped. Absent (format 1) for the mini model.
+struct ChatSpec {
+    std::string template_text, stop_text;  // "<|user|>\n{input}<|end|>\n<|assistant|>\n", "<|end|>"
+    std::string image_start, image_context, image_end;  // "<img>", "<IMG_CONTEXT>", "</img>"
+    int tile_size = 448, min_tiles = 1, max_tiles = 12, tokens_per_tile = 256;
+    bool use_thumbnail = true;
+    std::array<float, 3> mean{}, std{}, sam_mean{}, sam_std{};  // RGB normalization, MLLM tiles / SAM2 image
+    int kv_heads = 0, head_dim = 0, vocab_size = 0;
+    std::int64_t eos_id = -1, seg_id = -1;
+    std::string dtype;  // of the stored parts: bf16 | fp16 | fp32
+    std::pair<double, double> mr_range{-3, 3};  // MR z-scores mapped to [0, 1] (then RGB 0..1)
+};
+
 struct Manifest {
     std::string name, version, description, architecture;
+    int format = 1;
+    std::optional<ChatSpec> chat;  // format 2 only
     bool demonstration_only = false;
     int input_size = 0, mask_size = 0, visual_tokens = 0, hidden_size = 0, layers = 0, heads = 0;
     int max_positions = 0, max_new_tokens = 0;
@@ -26,6 +46,9 @@ struct Manifest {
     std::map<std::string, int> token_ids;
     std::map<std::string, std::vector<std::string>> prompts;  // task -> templates
     std::vector<LabelInfo> labels;
+    // Codes for a phrase the model writes that is no label of the manifest (format 2: free text is
+    // kept as a finding with these codes, never dropped).
+    std::optional<LabelInfo> generic_label;
     std::map<std::string, std::pair<double, double>> ct_windows;  // body region -> [low, high] HU
     std::string default_window;
     std::vector<std::string> chest_keywords;
@@ -39,6 +62,8 @@ struct Manifest {
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
     int propagate_slices = 0;    // [SEG] prompts carried to slices this far away (0: off)
+    double min_confidence = 0;   // lesions whose mean mask probability is below this are not reported
+    Domain domain;               // what the bundle was validated on ("domain"; optional)
     double min_contrast_hu = 0;  // CT: lesions closer than this to the tissue around them are not reported (0: off)
     double min_host_contrast_hu = 0;  // ... unless this far from their host organ around them (0: no second look)
     // Body region (CT window name, or "MR") -> labels also asked for on every slice with the referring
@@ -60,7 +85,13 @@ struct SliceAnswer {
 };
 
 struct StageSeconds {
-    double vision = 0, decode = 0, mask = 0;
+    double vision = 0, grounding = 0, decode = 0, mask = 0;  // MLLM vision, SAM2 image encoder, LLM, mask decoder
+};
+
+/// Native size of the slices given to Model::run* (the MLLM's dynamic tiling follows their aspect
+/// ratio; 0 = square input_size images).
+struct SliceGeometry {
+    int rows = 0, columns = 0;
 };
 
 class Model {
@@ -75,11 +106,13 @@ public:
     /// Runs the recognition/referring prompt on `count` preprocessed slices (count x S x S floats,
     /// S = input_size). Greedy decoding up to max_new_tokens; thread-safe.
     core::Result<std::vector<SliceAnswer>> run(const std::vector<float>& images, int count,
-                                               const std::string& prompt, StageSeconds* seconds = nullptr) const;
+                                               const std::string& prompt, StageSeconds* seconds = nullptr,
+                                               const SliceGeometry& geometry = {}) const;
     /// Several prompts on one encoding of the same slices: answers[prompt][slice].
     core::Result<std::vector<std::vector<SliceAnswer>>> run_prompts(const std::vector<float>& images, int count,
                                                                     const std::vector<std::string>& prompts,
-                                                                    StageSeconds* seconds = nullptr) const;
+                                                                    StageSeconds* seconds = nullptr,
+                                                                    const SliceGeometry& geometry = {}) const;
 
     /// Mask logits of `count` slices, each decoded with its own prompt embedding (one per slice, from
     /// SliceAnswer::prompts) and no language model: how Sa2VA carries a [SEG] prompt through the
@@ -95,7 +128,11 @@ private:
     std::unique_ptr<Impl> m_impl;
 };
 
-/// The label named after each [SEG] in a generated answer ("It is [SEG] . liver tumor , ...").
-std::vector<std::string> parse_seg_labels(const std::vector<std::string>& words);
+/// The label named after each [SEG] in a generated answer ("It is [SEG] . liver tumor , ...",
+/// "It is [SEG]. Liver tumor.", "[SEG]. pneumothorax."): the phrase up to the next '.', ',', ';',
+/// newline or [SEG], trimmed; empty when the answer names nothing after the [SEG].
+std::vector<std::string> parse_seg_labels(const std::string& answer);
+/// The manifest's label text a phrase names (case-insensitive), or the phrase itself lower-cased.
+std::string canonical_label(const Manifest& m, const std::string& phrase);
 
 }  // namespace triage::pipeline

@@ -117,10 +117,16 @@ TEST(Model, CorruptMissingOrMismatchedFilesAreNamedInTheError) {
 }
 
 TEST(Model, SegLabelsAreParsedInOrder) {
-    EXPECT_EQ(parse_seg_labels({"It", "is", "[SEG]", ".", "liver", "tumor", ",", "[SEG]", ".", "kidney", "tumor"}),
+    // The mini model's word answers and the released model's sentences parse alike.
+    EXPECT_EQ(parse_seg_labels("It is [SEG] . liver tumor , [SEG] . kidney tumor"),
               (std::vector<std::string>{"liver tumor", "kidney tumor"}));
-    EXPECT_EQ(parse_seg_labels({"It", "is", "[SEG]", "."}), (std::vector<std::string>{""}));
-    EXPECT_TRUE(parse_seg_labels({"No", "findings"}).empty());
+    EXPECT_EQ(parse_seg_labels("It is [SEG] ."), (std::vector<std::string>{""}));
+    EXPECT_TRUE(parse_seg_labels("No findings").empty());
+    EXPECT_EQ(parse_seg_labels("It is [SEG]. Liver tumor."), (std::vector<std::string>{"Liver tumor"}));
+    EXPECT_EQ(parse_seg_labels("[SEG]. pneumothorax."), (std::vector<std::string>{"pneumothorax"}));
+    EXPECT_EQ(parse_seg_labels("It is [SEG]. lung nodule; [SEG]. a mass in the left lung\nmore"),
+              (std::vector<std::string>{"lung nodule", "a mass in the left lung"}));
+    EXPECT_EQ(parse_seg_labels("[SEG][SEG] x"), (std::vector<std::string>{"", "x"}));
 }
 
 TEST(Analyzer, WindowsAndReportFollowTheManifest) {
