@@ -10,6 +10,7 @@ PACKAGES=(
   libdcmtk-dev libdcmtk17 libtorch-dev libopenblas0-pthread libboost-dev libsqlite3-dev
   libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
   libicu-dev  # Unicode classes and NFC for the BPE tokenizer
+  libfreetype-dev fonts-dejavu-core  # text burned into the key images
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
   systemd  # systemd-analyze verify of the unit
