@@ -2,6 +2,7 @@
 // decoding with the KV cache, [SEG] hidden states through the projection and the mask decoder.
 // Format 1 (mini model) and format 2 (released UniBiomed) share the loop; they differ in how the
 // prompt is tokenized around the visual tokens, how the images are fed and when an answer ends.
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional.h>
 
@@ -243,6 +244,10 @@ core::Result<T> infer(const Model::Impl& I, const std::vector<float>& images, in
     StageSeconds local;
     try {
         c10::InferenceMode guard;
+        // Format 2's parts see a new KV-cache length at every decoding step: TorchScript's profiling
+        // executor would re-specialize the language model for each one (about 0.1 s a step on a GPU).
+        // The setting is per thread, so it is made here, on the calling thread.
+        torch::jit::GraphOptimizerEnabledGuard optimize(I.manifest.format == 1);
         auto img = input_images(I, images, count);
         if (!img) return img.error();
         return body(img.value(), seconds ? *seconds : local);

@@ -27,7 +27,7 @@ import sam2_ref  # noqa: E402
 import unibiomed_ref as U  # noqa: E402
 
 SHARED = pathlib.Path(os.environ.get("TRIAGE_SHARED", pathlib.Path(__file__).resolve().parents[3] / "shared"))
-TOKENIZER_DIR = SHARED / "data" / "tokenizers" / "qwen2.5"
+TOKENIZER_DIR = pathlib.Path(os.environ.get("TRIAGE_TOKENIZER_DIR", SHARED / "data" / "tokenizers" / "qwen2.5"))
 INTERNVL_TOKENS = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
 UNIBIOMED_TOKENS = ["[SEG]", "<p>", "</p>", "<vp>", "</vp>"]
 VOCAB_SIZE = 151665 + len(INTERNVL_TOKENS) + len(UNIBIOMED_TOKENS)  # 151,679 embedding rows
