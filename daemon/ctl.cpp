@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "daemon/offline_analyze.h"
 #include "daemon/study_json.h"
 #include "dicom_io/store_scu.h"
+#include "pipeline/bpe_tokenizer.h"
 #include "storage/audit_log.h"
 #include "storage/database.h"
 #include "storage/instance_index.h"
@@ -37,7 +39,9 @@ constexpr const char* kUsage =
     "  reprocess UID                queue a new analysis of a study\n"
     "  retry [--destination NAME]   re-queue failed deliveries\n"
     "  echo NAME                    C-ECHO a configured destination\n"
-    "  analyze DIR --out DIR        run the pipeline offline on a folder\n";
+    "  analyze DIR --out DIR        run the pipeline offline on a folder\n"
+    "       triagectl tokenize --bundle DIR [--] TEXT...  token ids of each TEXT, one JSON array a line (no config)\n"
+    "       triagectl tokenize --bundle DIR --decode IDS  text of a JSON array of ids\n";
 
 struct Ctx {
     std::unique_ptr<storage::Database> db;
@@ -238,6 +242,33 @@ int cmd_analyze(const std::string& config_path, const std::string& dir, const st
     return kCtlOk;
 }
 
+// The bundle's tokenizer on each text (ids as one JSON array a line, no BOS) or, with --decode, on
+// one JSON array of ids.
+int cmd_tokenize(const std::string& bundle, const std::vector<std::string>& args, bool decode) {
+    if (decode && args.size() != 1) {
+        std::fprintf(stderr, "triagectl: --decode takes one JSON array of ids\n%s", kUsage);
+        return kCtlUsage;
+    }
+    const json ids = decode ? json::parse(args[0], nullptr, false) : json::array();
+    if (!ids.is_array() || !std::all_of(ids.begin(), ids.end(), [](const json& v) { return v.is_number_integer(); })) {
+        std::fprintf(stderr, "triagectl: --decode wants a JSON array of integer ids\n%s", kUsage);
+        return kCtlUsage;
+    }
+    auto tok = pipeline::load_bundle_tokenizer(bundle);
+    if (!tok) {
+        std::fprintf(stderr, "triagectl: %s\n", tok.error().message.c_str());
+        return kCtlFailed;
+    }
+    if (!decode) {
+        for (const std::string& text : args) std::cout << json(tok->encode(text)).dump() << "\n";
+        return kCtlOk;
+    }
+    std::vector<int> list;  // ids outside int range name no token: -1 is skipped like them
+    for (const json& v : ids) list.push_back(v.get<long long>() < 0 || v.get<long long>() > INT32_MAX ? -1 : v.get<int>());
+    std::cout << tok->decode(list) << "\n";
+    return kCtlOk;
+}
+
 int load(const std::string& config_path, Ctx& c) {
     auto loaded = config::load_config(config_path);
     if (!loaded.ok()) {
@@ -266,7 +297,8 @@ int open_ctx(const std::string& config_path, Ctx& c) {
 }  // namespace
 
 int run_ctl(const std::vector<std::string>& args) {
-    std::string config_path, since, out_dir;
+    std::string config_path, since, out_dir, bundle;
+    bool decode = false;
     std::optional<std::string> destination;
     std::vector<std::string> positional;
     Ctx c;
@@ -282,6 +314,13 @@ int run_ctl(const std::vector<std::string>& args) {
             destination = args[++i];
         } else if (a == "--out" && i + 1 < args.size()) {
             out_dir = args[++i];
+        } else if (a == "--bundle" && i + 1 < args.size()) {
+            bundle = args[++i];
+        } else if (a == "--decode") {
+            decode = true;
+        } else if (a == "--") {  // the rest are positional (a TEXT may start with "-")
+            positional.insert(positional.end(), args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+            break;
         } else if (a == "-h" || a == "--help") {
             std::fputs(kUsage, stdout);
             return kCtlOk;
@@ -291,6 +330,13 @@ int run_ctl(const std::vector<std::string>& args) {
         } else {
             positional.push_back(a);
         }
+    }
+    if (!positional.empty() && positional[0] == "tokenize") {
+        if (bundle.empty() || positional.size() < 2) {
+            std::fprintf(stderr, "triagectl: bad command line for 'tokenize'\n%s", kUsage);
+            return kCtlUsage;
+        }
+        return cmd_tokenize(bundle, {positional.begin() + 1, positional.end()}, decode);
     }
     if (config_path.empty() || positional.empty()) {
         std::fputs(kUsage, stderr);
