@@ -183,7 +183,8 @@ void read_destinations(Reader& r, const toml::node& n, std::vector<Destination>&
         if (d.host.empty()) r.problem(p + "host", "is required");
         if (d.port < 1 || d.port > 65535) r.problem(p + "port", "must be 1-65535");
         for (const auto& s : d.send)
-            if (s != "seg" && s != "sr") r.problem(p + "send", "entries must be \"seg\" or \"sr\"");
+            if (s != "seg" && s != "sr" && s != "keyimages" && s != "kos")
+                r.problem(p + "send", "entries must be \"seg\", \"sr\", \"keyimages\" or \"kos\"");
         for (const auto& other : out)
             if (other.name == d.name) r.problem(p + "name", "duplicate destination name");
         out.push_back(std::move(d));

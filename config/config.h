@@ -43,7 +43,7 @@ struct Destination {
     std::string ae_title;
     std::string host;
     int port = 104;
-    std::vector<std::string> send = {"seg", "sr"};
+    std::vector<std::string> send = {"seg", "sr"};  // also "keyimages", "kos"
 };
 
 /// Retries of deliveries to destinations: exponential backoff with jitter, then a dead letter.

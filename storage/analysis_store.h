@@ -34,7 +34,7 @@ struct StoredFinding {
 /// A DICOM object written for a job (SEG or SR) and where it is to be delivered.
 struct OutputRecord {
     std::int64_t id = 0;
-    std::string kind;  // seg | sr
+    std::string kind;  // seg | sr | keyimage | kos
     std::string series_uid, source_series_uid, sop_class_uid, sop_instance_uid;
     std::string path;  // relative to data_dir
     int frames = 0;

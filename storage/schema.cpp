@@ -179,6 +179,46 @@ ALTER TABLE analyses ADD COLUMN output_errors TEXT NOT NULL DEFAULT '[]';
         R"SQL(
 ALTER TABLE findings ADD COLUMN grounding TEXT NOT NULL DEFAULT '';
 )SQL",
+        // v8: key images (Secondary Capture) and the Key Object Selection are outputs too. SQLite
+        // cannot change a CHECK: both tables are rebuilt, deliveries first pointing at the new
+        // outputs table (renaming that table re-points the reference), so no row ever dangles.
+        R"SQL(
+CREATE TABLE outputs_v8 (
+  id               INTEGER PRIMARY KEY,
+  job_id           INTEGER NOT NULL REFERENCES jobs(id),
+  study_uid        TEXT NOT NULL,
+  kind             TEXT NOT NULL CHECK (kind IN ('seg','sr','keyimage','kos')),
+  series_uid       TEXT NOT NULL,             -- of the output object
+  source_series_uid TEXT,                     -- SEG and key image: the source series
+  sop_class_uid    TEXT NOT NULL,
+  sop_instance_uid TEXT NOT NULL UNIQUE,
+  path             TEXT NOT NULL,             -- relative to data_dir
+  frames           INTEGER NOT NULL DEFAULT 0,
+  created_at       TEXT NOT NULL
+);
+INSERT INTO outputs_v8 SELECT id,job_id,study_uid,kind,series_uid,source_series_uid,sop_class_uid,sop_instance_uid,
+  path,frames,created_at FROM outputs;
+CREATE TABLE deliveries_v8 (
+  id              INTEGER PRIMARY KEY,
+  output_id       INTEGER NOT NULL REFERENCES outputs_v8(id),
+  destination     TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('pending','sent','failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at TEXT NOT NULL,
+  last_status     INTEGER,
+  last_error      TEXT,
+  updated_at      TEXT NOT NULL,
+  UNIQUE (output_id, destination)
+);
+INSERT INTO deliveries_v8 SELECT id,output_id,destination,state,attempts,next_attempt_at,last_status,last_error,
+  updated_at FROM deliveries;
+DROP TABLE deliveries;
+DROP TABLE outputs;
+ALTER TABLE outputs_v8 RENAME TO outputs;
+ALTER TABLE deliveries_v8 RENAME TO deliveries;
+CREATE INDEX outputs_study ON outputs(study_uid);
+CREATE INDEX deliveries_due ON deliveries(destination, state, next_attempt_at);
+)SQL",
     };
     return m;
 }

@@ -99,3 +99,27 @@ TEST(Config, MissingDataDirAndSyntaxErrors) {
     EXPECT_TRUE(has_problem(r, "(syntax)"));
     EXPECT_TRUE(has_problem(load_config("/nonexistent/triage.toml"), "(file)"));
 }
+
+TEST(Config, SendTakesKeyImagesAndKosAndDefaultsToSegAndSr) {
+    auto r = parse_config(R"(
+[node]
+data_dir = "/d"
+[[destination]]
+name = "viewer"
+ae_title = "PACS"
+host = "h"
+port = 104
+send = ["seg", "sr", "keyimages", "kos"]
+[[destination]]
+name = "old"
+ae_title = "OLD"
+host = "h"
+port = 105
+)", "/");
+    ASSERT_TRUE(r.ok()) << r.problems[0].key << ": " << r.problems[0].message;
+    EXPECT_EQ(r.config.destinations[0].send, (std::vector<std::string>{"seg", "sr", "keyimages", "kos"}));
+    EXPECT_EQ(r.config.destinations[1].send, (std::vector<std::string>{"seg", "sr"}));
+    EXPECT_TRUE(has_problem(parse_config("[node]\ndata_dir = \"/d\"\n[[destination]]\nname = \"p\"\nae_title = \"P\"\n"
+                                         "host = \"h\"\nport = 1\nsend = [\"keyimage\"]\n", "/"),
+                            "destination[0].send"));
+}

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
 
 #include "storage/audit_log.h"
 #include "storage/database.h"
@@ -381,3 +383,60 @@ TEST_F(StorageTest, RetentionPurgesOnlySettledStudiesAndAuditsIt) {
     EXPECT_GT(trail, 4);  // the study's audit trail outlives the study
 }
 }  // namespace
+
+namespace {
+/// A database left at schema v7 (outputs limited to seg/sr) with one SEG and its pending delivery.
+void make_v7_database(const std::string& path) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+    for (size_t i = 0; i < 7; ++i) ASSERT_EQ(sqlite3_exec(raw, migrations()[i].c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << i;
+    const char* rows = R"SQL(
+PRAGMA user_version=7;
+INSERT INTO studies(study_uid,first_received_at,last_received_at) VALUES ('4.1','t','t');
+INSERT INTO jobs(id,study_uid,version,state,created_at) VALUES (1,'4.1',1,'done','t');
+INSERT INTO outputs(id,job_id,study_uid,kind,series_uid,sop_class_uid,sop_instance_uid,path,created_at)
+  VALUES (5,1,'4.1','seg','4.1.50','1.2.840.10008.5.1.4.1.1.66.4','4.1.50.1','outputs/seg.dcm','t');
+INSERT INTO deliveries(output_id,destination,state,attempts,next_attempt_at,updated_at)
+  VALUES (5,'pacs','pending',2,'2026-11-27T09:00:00Z','t');
+)SQL";
+    ASSERT_EQ(sqlite3_exec(raw, rows, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+}
+}  // namespace
+
+TEST_F(StorageTest, V8KeepsOutputsAndDeliveriesAndTakesKeyImagesAndKos) {
+    close();
+    std::filesystem::remove(m_dir / "triage.db");
+    make_v7_database((m_dir / "triage.db").string());
+    reopen();  // migrates to the current version
+    EXPECT_EQ(db->schema_version(), static_cast<int>(migrations().size()));
+    DeliveryQueue queue(*db, *audit, clock);
+    auto kept = queue.due("pacs", 10).value();
+    ASSERT_EQ(kept.size(), 1u);
+    EXPECT_EQ(kept[0].kind, "seg");
+    EXPECT_EQ(kept[0].attempts, 2);
+    EXPECT_EQ(kept[0].sop_instance_uid, "4.1.50.1");
+
+    ASSERT_TRUE(index->record_instance(instance("4.2", "4.2.1"), "T"));
+    auto job = jobs->complete_study("4.2", std::nullopt, "forced").value().value();
+    AnalysisRecord r;
+    r.job_id = job.id;
+    r.study_uid = "4.2";
+    r.model_name = "m";
+    r.model_version = "1";
+    r.model_sha256 = std::string(64, 'b');
+    r.outputs.push_back({0, "keyimage", "4.2.60", "4.2.1", "1.2.840.10008.5.1.4.1.1.7", "4.2.60.1", "outputs/key-1.dcm", 0, {"pacs"}});
+    r.outputs.push_back({0, "kos", "4.2.61", "", "1.2.840.10008.5.1.4.1.1.88.59", "4.2.61.1", "outputs/kos.dcm", 0, {"pacs"}});
+    AnalysisStore store(*db, *audit, clock);
+    ASSERT_TRUE(store.save(r));
+    auto sent = queue.for_study("4.2").value();
+    ASSERT_EQ(sent.size(), 2u);
+    std::vector<std::string> kinds{sent[0].kind, sent[1].kind};
+    std::sort(kinds.begin(), kinds.end());
+    EXPECT_EQ(kinds, (std::vector<std::string>{"keyimage", "kos"}));
+    r.outputs = {{0, "pdf", "4.2.62", "", "1.2", "4.2.62.1", "outputs/x.pdf", 0, {}}};
+    ASSERT_TRUE(index->record_instance(instance("4.3", "4.3.1"), "T"));
+    r.job_id = jobs->complete_study("4.3", std::nullopt, "forced").value().value().id;
+    r.study_uid = "4.3";
+    EXPECT_FALSE(store.save(r));  // the kinds stay checked
+}
