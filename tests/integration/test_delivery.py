@@ -3,11 +3,15 @@
 analyzed phantom study in the source study; a PACS that is down and comes back, one that rejects
 the node's AE title, a node killed with deliveries pending, and two destinations of which one is
 down (then removed from the config). Each delivery row ends sent exactly once or failed with its reason."""
+import io
 import pathlib
 import signal
 import sys
 import time
 import unittest
+import urllib.request
+
+import pydicom
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from harness import MINI, NodeTest, Orthanc, free_port, phantom, storescu, wait_until, write_config  # noqa: E402
@@ -17,6 +21,12 @@ FAST = {"retry_base_seconds": 0.3, "retry_max_seconds": 1.0, "max_attempts": 100
 
 def destination(name, port, aet="ORTHANC", send=("seg", "sr")):
     return {"name": name, "ae_title": aet, "host": "127.0.0.1", "port": port, "send": list(send)}
+
+
+def orthanc_file(pacs, instance_id):
+    """The DICOM file Orthanc stored for one of its instances."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{pacs.http}/instances/{instance_id}/file", timeout=10) as r:
+        return r.read()
 
 
 class DeliveryTest(NodeTest):
@@ -40,7 +50,7 @@ class DeliveryTest(NodeTest):
         wait_until(lambda: node.ctl("study", uid)["state"] in ("done", "failed"), 300, "the analysis")
         d = node.ctl("study", uid)
         self.assertEqual(d["state"], "done", d["jobs"])
-        self.assertEqual([o["kind"] for o in d["outputs"]], ["seg", "sr"], d["report"])
+        self.assertEqual(sorted({o["kind"] for o in d["outputs"]}), ["keyimage", "kos", "seg", "sr"], d["report"])
         return uid
 
     def deliveries(self, node, uid, dest=None):
@@ -64,7 +74,8 @@ class DeliveryTest(NodeTest):
         self.assertEqual(sorted(x["kind"] for x in ds), ["seg", "sr"])
         self.assertTrue(all(x["last_status"] == 0 and x["attempts"] == 1 for x in ds), ds)
         held = pacs.instances()
-        outputs = n.ctl("study", uid)["outputs"]
+        outputs = [o for o in n.ctl("study", uid)["outputs"] if o["kind"] in ("seg", "sr")]  # the default send
+        self.assertEqual(len(held), len(outputs))
         for o in outputs:
             self.assertEqual(held[o["sop_instance_uid"]]["study"], uid)
         seg = [o for o in outputs if o["kind"] == "seg"][0]
@@ -89,7 +100,8 @@ class DeliveryTest(NodeTest):
         self.wait_states(n, uid, "sent")
         held = pacs.instances()
         for o in n.ctl("study", uid)["outputs"]:
-            self.assertIn(o["sop_instance_uid"], held)
+            if o["kind"] in ("seg", "sr"):
+                self.assertIn(o["sop_instance_uid"], held)
 
     def test_a_pacs_that_rejects_the_ae_title_fails_the_delivery_without_retrying(self):
         pacs = self.orthanc(known_callers=["SOMEONE"]).start()
@@ -167,6 +179,46 @@ class DeliveryTest(NodeTest):
         [x] = self.wait_states(n, uid, "sent")
         self.assertEqual(x["kind"], "sr")
         self.assertEqual([v["sop_class"] for v in pacs.instances().values()], ["1.2.840.10008.5.1.4.1.1.88.22"])
+
+    def test_key_images_and_kos_reach_orthanc_and_read_back(self):
+        pacs = self.orthanc().start()
+        n = self.node(quiet=1, bundle=MINI, delivery=FAST,
+                      destinations=[destination("pacs", pacs.port, send=["seg", "sr", "keyimages", "kos"])]).start()
+        uid = self.analyzed_study(n)
+        ds = self.wait_states(n, uid, "sent")
+        outputs = n.ctl("study", uid)["outputs"]
+        self.assertEqual(sorted(x["sop_instance_uid"] for x in ds), sorted(o["sop_instance_uid"] for o in outputs))
+        self.assertTrue(all(x["last_status"] == 0 for x in ds), ds)
+        held = pacs.instances()
+        by_kind = {}
+        for o in outputs:
+            by_kind.setdefault(o["kind"], []).append(o["sop_instance_uid"])
+            self.assertEqual(held[o["sop_instance_uid"]]["study"], uid)
+        read = {sop: pydicom.dcmread(io.BytesIO(orthanc_file(pacs, held[sop]["id"])))
+                for sop in held}
+        self.assertEqual(storescu(pacs.port, [self.tmp / "study7"], aec="ORTHANC").returncode, 0)
+        for sop in by_kind["keyimage"]:
+            key = read[sop]
+            self.assertEqual(key.SOPClassUID, "1.2.840.10008.5.1.4.1.1.7")
+            self.assertEqual((key.SamplesPerPixel, key.PhotometricInterpretation), (3, "RGB"))
+            ref = key.SourceImageSequence[0].ReferencedSOPInstanceUID
+            self.assertIn(ref, pacs.instances())  # the key slice is one of the study's CT images
+            pixels = key.pixel_array
+            self.assertGreater(int(((pixels[..., 0] == 255) & (pixels[..., 1] == 255) & (pixels[..., 2] == 0)).sum()), 20)
+        [kos_sop] = by_kind["kos"]
+        kos = read[kos_sop]
+        self.assertEqual(kos.SOPClassUID, "1.2.840.10008.5.1.4.1.1.88.59")
+        self.assertEqual(kos.ConceptNameCodeSequence[0].CodeValue, "113000")
+        referenced = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in kos.ContentSequence
+                      if i.ValueType in ("IMAGE", "COMPOSITE")}
+        self.assertEqual(referenced, set(by_kind["keyimage"] + by_kind["seg"] + by_kind["sr"]))
+        evidence = {s.ReferencedSOPInstanceUID for st in kos.CurrentRequestedProcedureEvidenceSequence
+                    for se in st.ReferencedSeriesSequence for s in se.ReferencedSOPSequence}
+        self.assertEqual(evidence, referenced)
+        [study] = pacs.get("/studies")
+        series = pacs.get(f"/studies/{study}")["Series"]
+        modalities = sorted(pacs.get(f"/series/{s}")["MainDicomTags"]["Modality"] for s in series)
+        self.assertEqual(modalities, ["CT", "KO", "OT", "SEG", "SR"])
 
 
 if __name__ == "__main__":
