@@ -222,6 +222,11 @@ void validate(Reader& r, Config& c, const std::string& base_dir) {
         r.problem("ingest.dimse_timeout_seconds", "must be >= 1");
     if (c.model.batch_size < 1 || c.model.batch_size > 256) r.problem("model.batch_size", "must be 1-256");
     if (c.model.threads < 0) r.problem("model.threads", "must be >= 0 (0 = all cores)");
+    if (c.analysis.time_budget_seconds < 0) r.problem("analysis.time_budget_seconds", "must be >= 0 (0 = unlimited)");
+    if (c.analysis.max_findings_per_label < 0) r.problem("analysis.max_findings_per_label", "must be >= 0 (0 = no limit)");
+    if (c.analysis.max_findings_per_study < 0 || c.analysis.max_findings_per_study > 255)
+        r.problem("analysis.max_findings_per_study", "must be 0-255 (0 = no limit)");
+    if (c.analysis.max_checked_candidates < 1) r.problem("analysis.max_checked_candidates", "must be >= 1");
     const std::string& dev = c.model.device;
     if (dev != "auto" && dev != "cpu" && dev != "cuda" && dev.rfind("cuda:", 0) != 0)
         r.problem("model.device", "must be auto, cpu, cuda or cuda:N");
@@ -244,7 +249,7 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         return out;
     }
     Config& c = out.config;
-    r.check_keys(root, "", {"node", "ingest", "model", "destination", "delivery", "priority", "retention", "notify", "api"});
+    r.check_keys(root, "", {"node", "ingest", "model", "analysis", "destination", "delivery", "priority", "retention", "notify", "api"});
     if (auto* t = r.section(root, "node")) read_node(r, *t, c.node);
     if (auto* t = r.section(root, "ingest")) read_ingest(r, *t, c.ingest);
     if (auto* t = r.section(root, "model")) {
@@ -253,6 +258,14 @@ LoadResult parse_config(const std::string& toml_text, const std::string& base_di
         r.get(*t, "model.", "device", c.model.device);
         r.get(*t, "model.", "batch_size", c.model.batch_size);
         r.get(*t, "model.", "threads", c.model.threads);
+    }
+    if (auto* t = r.section(root, "analysis")) {
+        AnalysisConfig& a = c.analysis;
+        r.check_keys(*t, "analysis.", {"time_budget_seconds", "max_findings_per_label", "max_findings_per_study", "max_checked_candidates"});
+        r.get(*t, "analysis.", "time_budget_seconds", a.time_budget_seconds);
+        r.get(*t, "analysis.", "max_findings_per_label", a.max_findings_per_label);
+        r.get(*t, "analysis.", "max_findings_per_study", a.max_findings_per_study);
+        r.get(*t, "analysis.", "max_checked_candidates", a.max_checked_candidates);
     }
     if (const toml::node* n = root.get("destination")) read_destinations(r, *n, c.destinations);
     if (auto* t = r.section(root, "delivery")) {

@@ -38,6 +38,14 @@ struct ModelConfig {
     int threads = 0;     // CPU threads for inference; 0 = all cores
 };
 
+/// [analysis]: what one study's analysis may cost and report (docs/configuration.md).
+struct AnalysisConfig {
+    double time_budget_seconds = 120;  // per study; the analysis ends with what it has (0 = unlimited)
+    int max_findings_per_label = 5;    // per series and label; the lowest-ranked beyond are not reported (0 = no limit)
+    int max_findings_per_study = 10;   // over all series of a study (0 = no limit)
+    int max_checked_candidates = 30;   // per series: candidates that get the model-based checks, best-ranked first
+};
+
 struct Destination {
     std::string name;
     std::string ae_title;
@@ -96,6 +104,7 @@ struct Config {
     NodeConfig node;
     IngestConfig ingest;
     ModelConfig model;
+    AnalysisConfig analysis;
     std::vector<Destination> destinations;
     DeliveryConfig delivery;
     PriorityConfig priority;

@@ -2,6 +2,7 @@
 // What the analysis pipeline produces for a series and a study (plain data).
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace triage::core {
@@ -22,12 +23,19 @@ struct Finding {
     std::string grounding;    // how the label was decided (audit), e.g. "recognized: pancreas tumor; host organ ..."
 };
 
+/// Series warning prefixes: written by the analyzer, read back by the study JSON and the priority.
+inline constexpr std::string_view kOutsideDomain = "outside the model's validated domain: ";
+inline constexpr std::string_view kTimeBudget = "time budget: ";
+
 struct SeriesAnalysis {
     std::string series_uid;
     std::vector<Finding> findings;
     std::vector<std::uint8_t> segments;  // slices*rows*columns; 0 = none, k = findings[k-1]
     std::vector<std::string> slice_texts;  // the generated answer per slice, verbatim
     std::vector<std::string> rejected;     // candidates segmented by the model but not reported, and why
+    std::vector<std::string> warnings;     // about the whole series: outside the validated domain, time budget
+    bool outside_domain = false;           // the input is outside the domain the model was validated on
+    bool time_budget_exceeded = false;     // the analysis stopped at its time budget with what it had
     double seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
 };
 

@@ -87,7 +87,7 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
                               i.series_description, i.rows, i.frames, {}});
         series[it->second].files.push_back(m_cfg.node.data_dir + "/" + i.file_path);
     }
-    auto study = analyze_study(series, m_model, m_cfg.model.batch_size);
+    auto study = analyze_study(series, m_model, m_cfg.model.batch_size, m_cfg.analysis);
     if (!study) return study.error();
     storage::AnalysisRecord r;
     r.job_id = job.id;
@@ -123,7 +123,7 @@ core::Status AnalysisWorker::process(const storage::JobRecord& job) {
         rules = m_priority;
         destinations = m_destinations;
     }
-    StudyPriority priority = score_study(r.findings, rules);
+    StudyPriority priority = score_study(r.findings, rules, outside_domain_series(r.series));
     r.priority_score = priority.score;
     r.priority_level = priority.level;
     r.priority_reasons = priority.reasons;

@@ -54,7 +54,7 @@ core::Result<json> analyze_folder(const config::Config& cfg, const std::string& 
     for (auto& [uid, s] : studies) {
         std::vector<SeriesInput> series;
         for (auto& [_, x] : s.series) series.push_back(std::move(x));
-        auto a = analyze_study(series, *model.value(), cfg.model.batch_size);
+        auto a = analyze_study(series, *model.value(), cfg.model.batch_size, cfg.analysis);
         if (!a) return a.error();
         std::string study_dir = out_dir + "/" + uid;
         if (auto st = core::make_dirs(study_dir); !st) return st.error();
@@ -80,7 +80,7 @@ core::Result<json> analyze_folder(const config::Config& cfg, const std::string& 
             d["segment_maps"].push_back({{"series_uid", v.series_uid}, {"path", path}});
         }
         const auto& manifest = model.value()->manifest();
-        StudyPriority priority = score_study(r.findings, cfg.priority);
+        StudyPriority priority = score_study(r.findings, cfg.priority, outside_domain_series(r.series));
         r.priority_score = priority.score;
         r.priority_level = priority.level;
         r.priority_reasons = priority.reasons;

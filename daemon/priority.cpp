@@ -1,5 +1,7 @@
 #include "daemon/priority.h"
 
+#include "core/analysis.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,11 +10,27 @@
 
 namespace triage::daemon {
 
-StudyPriority score_study(const std::vector<storage::StoredFinding>& findings, const config::PriorityConfig& cfg) {
+std::set<std::string> outside_domain_series(const std::vector<storage::SeriesResult>& series) {
+    std::set<std::string> out;
+    for (const auto& s : series)
+        for (const auto& w : s.warnings)
+            if (w.rfind(core::kOutsideDomain, 0) == 0) out.insert(s.series_uid);
+    return out;
+}
+
+StudyPriority score_study(const std::vector<storage::StoredFinding>& findings, const config::PriorityConfig& cfg,
+                          const std::set<std::string>& outside_domain) {
     StudyPriority p;
     double best = 0;
+    size_t scored = 0;
     for (const auto& sf : findings) {
         const core::Finding& f = sf.finding;
+        if (outside_domain.count(f.series_uid)) {
+            p.reasons.push_back(fmt::format("{} {:.0f} mm: not scored, its series is outside the model's validated domain",
+                                            f.label, f.diameter_mm));
+            continue;
+        }
+        ++scored;
         auto w = cfg.label_weights.find(f.label);
         double weight = w == cfg.label_weights.end() ? cfg.default_weight : w->second;
         bool large = f.diameter_mm >= cfg.large_lesion_mm;
@@ -25,8 +43,8 @@ StudyPriority score_study(const std::vector<storage::StoredFinding>& findings, c
                                               : "",
                                         f.confidence, score));
     }
-    if (findings.size() > 1) p.reasons.push_back(fmt::format("+5 for each of {} further findings", findings.size() - 1));
-    p.score = std::min(100.0, std::round(best + 5.0 * (findings.empty() ? 0 : findings.size() - 1)));
+    if (scored > 1) p.reasons.push_back(fmt::format("+5 for each of {} further findings", scored - 1));
+    p.score = std::min(100.0, std::round(best + 5.0 * (scored == 0 ? 0 : scored - 1)));
     p.level = p.score >= cfg.critical_score ? "critical" : p.score >= cfg.urgent_score ? "urgent" : p.score > 0 ? "routine" : "normal";
     if (findings.empty()) p.reasons.push_back("no findings");
     return p;

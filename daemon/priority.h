@@ -1,6 +1,7 @@
 #pragma once
 // Worklist priority from an analysis' findings, and the queue priority of a study at reception
 // (config [priority]; docs/configuration.md explains the score).
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,12 @@ struct StudyPriority {
 
 /// Per finding: (label weight + size bonus) x (0.5 + 0.5 x confidence); the study takes its
 /// highest finding plus 5 per further finding, at most 100. No findings: 0, "normal".
-StudyPriority score_study(const std::vector<storage::StoredFinding>& findings, const config::PriorityConfig& cfg);
+/// Findings of a series in `outside_domain` (series uids whose input was outside the model's
+/// validated domain) score 0 and say why: the priority does not rise on them alone.
+StudyPriority score_study(const std::vector<storage::StoredFinding>& findings, const config::PriorityConfig& cfg,
+                          const std::set<std::string>& outside_domain = {});
+/// The series whose warnings say their input was outside the model's validated domain.
+std::set<std::string> outside_domain_series(const std::vector<storage::SeriesResult>& series);
 
 /// "urgent (score 78): lung tumor 64 mm: weight 70 + 15 (>= 30 mm), confidence 0.99 -> 85" (SR text).
 std::string priority_text(const StudyPriority& p);

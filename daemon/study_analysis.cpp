@@ -1,5 +1,6 @@
 #include "daemon/study_analysis.h"
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -10,10 +11,17 @@
 namespace triage::daemon {
 
 core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series, const pipeline::Model& model,
-                                          int batch_size) {
+                                          int batch_size, const config::AnalysisConfig& limits) {
     auto t0 = std::chrono::steady_clock::now();
     StudyAnalysis out;
     pipeline::Analyzer analyzer(model, batch_size);
+    pipeline::AnalysisLimits per_series;
+    per_series.max_findings_per_label = limits.max_findings_per_label > 0 ? limits.max_findings_per_label : -1;
+    per_series.max_checked_candidates = limits.max_checked_candidates;
+    per_series.time_budget_seconds = limits.time_budget_seconds;
+    if (limits.time_budget_seconds > 0)
+        per_series.deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                       std::chrono::duration<double>(limits.time_budget_seconds));
     for (const auto& s : series) {
         storage::SeriesResult r;
         r.series_uid = s.series_uid;
@@ -23,10 +31,16 @@ core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series
             if (!volume) {
                 r.skip_reason = volume.error().message;
             } else {
-                auto a = analyzer.analyze(volume.value());
+                per_series.max_findings_per_study =  // what is left of the study's limit
+                    limits.max_findings_per_study > 0
+                        ? std::max(0, limits.max_findings_per_study - static_cast<int>(out.findings.size()))
+                        : -1;
+                auto a = analyzer.analyze(volume.value(), per_series);
                 if (!a) return a.error();  // inference failures fail the job (retried by reprocess)
                 r.analyzed = true;
                 r.warnings = volume->warnings;
+                r.warnings.insert(r.warnings.end(), a->warnings.begin(), a->warnings.end());
+                for (const auto& w : a->warnings) TRIAGE_LOG_WARN("pipeline", "series {}: {}", s.series_uid, w);
                 for (const auto& why : a->rejected) r.warnings.push_back(std::string(storage::kNotReported) + why);
                 nlohmann::json slices = nlohmann::json::array();
                 for (const auto& src : volume->sources) slices.push_back({src.sop_instance_uid, src.frame});

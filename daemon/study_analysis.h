@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "core/analysis.h"
 #include "core/volume.h"
 #include "core/result.h"
@@ -29,7 +30,9 @@ struct StudyAnalysis {
     double seconds_total = 0;
 };
 
+/// `limits` ([analysis]): the study's time budget (its deadline covers every series), the findings
+/// limits (per study: over all series) and the cap on candidates that get the model-based checks.
 core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series, const pipeline::Model& model,
-                                          int batch_size);
+                                          int batch_size, const config::AnalysisConfig& limits = {});
 
 }  // namespace triage::daemon

@@ -114,10 +114,15 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
         (*entry)["analyzed"] = r.analyzed;
         (*entry)["skip_reason"] = r.skip_reason.empty() ? json(nullptr) : json(r.skip_reason);
         (*entry)["warnings"] = (*entry)["not_reported"] = json::array();
-        for (const auto& w : r.warnings)
+        (*entry)["outside_domain"] = (*entry)["time_budget_exceeded"] = false;
+        for (const auto& w : r.warnings) {
             if (w.rfind(storage::kNotReported, 0) == 0) (*entry)["not_reported"].push_back(w.substr(storage::kNotReported.size()));
             else (*entry)["warnings"].push_back(w);
+            if (w.rfind(core::kOutsideDomain, 0) == 0) (*entry)["outside_domain"] = d["outside_domain"] = true;
+            if (w.rfind(core::kTimeBudget, 0) == 0) (*entry)["time_budget_exceeded"] = true;
+        }
     }
+    if (!d.contains("outside_domain")) d["outside_domain"] = false;
 }
 
 json delivery_json(const storage::Delivery& x) {

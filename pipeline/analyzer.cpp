@@ -1,5 +1,9 @@
 #include "pipeline/analyzer.h"
 
+#include "core/log.h"
+#include "pipeline/lesions.h"
+#include "pipeline/region.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -29,15 +33,20 @@ struct LabelVolumes {
     std::map<std::string, std::vector<std::uint8_t>> prob;
 };
 
-void paste_mask(const std::vector<float>& logits, int mask_size, const core::Volume& v, int z, std::vector<std::uint8_t>& dst) {
+/// Pastes one mask (logits, mask_size^2) onto slice z of `dst` (max), as probabilities 0..255 on
+/// the native grid; returns that slice's plane of this mask alone.
+std::vector<std::uint8_t> paste_mask(const std::vector<float>& logits, int mask_size, const core::Volume& v, int z,
+                                     std::vector<std::uint8_t>& dst) {
     torch::Tensor t = torch::from_blob(const_cast<float*>(logits.data()), {1, 1, mask_size, mask_size}, torch::kFloat32);
     torch::Tensor up = torch::sigmoid(torch::nn::functional::interpolate(
         t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{v.rows, v.columns})
                .mode(torch::kBilinear).align_corners(false)));
     torch::Tensor q = (up * 255.0f).round().clamp(0, 255).to(torch::kUInt8).contiguous();
     const std::uint8_t* p = q.data_ptr<std::uint8_t>();
-    std::uint8_t* out = dst.data() + static_cast<size_t>(z) * v.rows * v.columns;
-    for (size_t i = 0, n = static_cast<size_t>(v.rows) * v.columns; i < n; ++i) out[i] = std::max(out[i], p[i]);
+    const size_t n = static_cast<size_t>(v.rows) * v.columns;
+    std::uint8_t* out = dst.data() + static_cast<size_t>(z) * n;
+    for (size_t i = 0; i < n; ++i) out[i] = std::max(out[i], p[i]);
+    return std::vector<std::uint8_t>(p, p + n);
 }
 
 /// Lung nodule and lung tumor differ by 3D size, decided after assembly: one "lung" group.
@@ -52,9 +61,11 @@ const std::string kAsked = "asked: ";
 /// group (up to propagate_slices away, nearest first), as Sa2VA carries a prompt through video
 /// frames: the mask decoder alone decides on each of those slices, and a slice where it finds
 /// something passes the prompt on, so a lesion is followed through the slices it covers. Fills the
-/// slices a large lesion skips in the per-slice answers, which otherwise split or lose it.
+/// slices a large lesion skips in the per-slice answers, which otherwise split or lose it. Only the
+/// groups in `carried` (those the series' region allows); past `deadline` it stops and sets `stopped`.
 core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
-                       int batch, LabelVolumes& labels, StageSeconds& stages) {
+                       int batch, LabelVolumes& labels, StageSeconds& stages, std::chrono::steady_clock::time_point deadline,
+                       const std::set<std::string>& carried, bool& stopped) {
     const Manifest& m = model.manifest();
     const float min_logit = static_cast<float>(std::log(m.mask_threshold / (1 - m.mask_threshold)));
     struct Task {
@@ -70,7 +81,7 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
         for (int z = 0; z < v.slices; ++z)
             for (const auto& entry : labels.prob) {
                 const std::string& group = entry.first;
-                if (prompts[static_cast<size_t>(z)].count(group) || tried.count({z, group})) continue;
+                if (!carried.count(group) || prompts[static_cast<size_t>(z)].count(group) || tried.count({z, group})) continue;
                 const std::vector<float>* found = nullptr;
                 for (int d = 1; d <= m.propagate_slices && !found; ++d)
                     for (int j : {z - d, z + d})
@@ -82,6 +93,10 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
         std::fill(source.begin(), source.end(), false);
         any = false;
         for (size_t t0 = 0; t0 < tasks.size(); t0 += static_cast<size_t>(batch)) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                stopped = true;
+                return {};
+            }
             const size_t t1 = std::min(tasks.size(), t0 + static_cast<size_t>(batch));
             std::vector<int> slices;
             std::vector<std::vector<float>> batch_prompts;
@@ -99,93 +114,6 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
         }
     }
     return {};
-}
-
-struct Component {
-    std::vector<size_t> voxels;
-};
-
-/// 26-connected components of voxels above threshold, visiting only set voxels.
-std::vector<Component> components(const std::vector<std::uint8_t>& prob, const core::Volume& v, std::uint8_t threshold) {
-    std::vector<std::uint8_t> seen(prob.size(), 0);
-    std::vector<Component> out;
-    const long nx = v.columns, ny = v.rows, nz = v.slices;
-    for (size_t start = 0; start < prob.size(); ++start) {
-        if (prob[start] <= threshold || seen[start]) continue;
-        Component c;
-        std::vector<size_t> stack{start};
-        seen[start] = 1;
-        while (!stack.empty()) {
-            size_t i = stack.back();
-            stack.pop_back();
-            c.voxels.push_back(i);
-            long z = static_cast<long>(i) / (nx * ny), y = (static_cast<long>(i) / nx) % ny, x = static_cast<long>(i) % nx;
-            for (long dz = -1; dz <= 1; ++dz)
-                for (long dy = -1; dy <= 1; ++dy)
-                    for (long dx = -1; dx <= 1; ++dx) {
-                        long zz = z + dz, yy = y + dy, xx = x + dx;
-                        if (zz < 0 || yy < 0 || xx < 0 || zz >= nz || yy >= ny || xx >= nx) continue;
-                        size_t j = static_cast<size_t>((zz * ny + yy) * nx + xx);
-                        if (prob[j] > threshold && !seen[j]) {
-                            seen[j] = 1;
-                            stack.push_back(j);
-                        }
-                    }
-        }
-        out.push_back(std::move(c));
-    }
-    return out;
-}
-
-core::Vec3 patient_point(const core::Volume& v, double z, double y, double x) {
-    const auto& s = v.sources[static_cast<size_t>(std::clamp(static_cast<int>(std::lround(z)), 0, v.slices - 1))].position;
-    core::Vec3 p;
-    for (int k = 0; k < 3; ++k)
-        p[static_cast<size_t>(k)] = s[static_cast<size_t>(k)] + x * v.column_spacing * v.row_direction[static_cast<size_t>(k)] +
-                                    y * v.row_spacing * v.column_direction[static_cast<size_t>(k)];
-    return p;
-}
-
-/// Measures one lesion: volume, longest in-plane diameter (Feret over 36 directions), slice range,
-/// key slice (largest area), mean value, confidence and patient side.
-core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob) {
-    core::Finding f;
-    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
-    std::map<int, std::vector<size_t>> by_slice;
-    double sum = 0, conf = 0, cx = 0, cy = 0, cz = 0;
-    for (size_t i : c.voxels) {
-        by_slice[static_cast<int>(i / plane)].push_back(i % plane);
-        sum += v.voxels[i];
-        conf += prob[i] / 255.0;
-        cz += static_cast<double>(i / plane);
-        cy += static_cast<double>((i % plane) / static_cast<size_t>(v.columns));
-        cx += static_cast<double>(i % static_cast<size_t>(v.columns));
-    }
-    const double n = static_cast<double>(c.voxels.size());
-    f.volume_ml = n * v.column_spacing * v.row_spacing * v.slice_spacing / 1000.0;
-    f.mean_value = sum / n;
-    f.confidence = conf / n;
-    f.first_slice = by_slice.begin()->first;
-    f.last_slice = by_slice.rbegin()->first;
-    size_t best_area = 0;
-    for (const auto& [z, pixels] : by_slice) {
-        if (pixels.size() > best_area) best_area = pixels.size(), f.key_slice = z;
-        for (int a = 0; a < 36; ++a) {
-            double th = a * M_PI / 36, ux = std::cos(th) * v.column_spacing, uy = std::sin(th) * v.row_spacing;
-            double lo = 1e18, hi = -1e18;
-            for (size_t p : pixels) {
-                double proj = static_cast<double>(p % static_cast<size_t>(v.columns)) * ux +
-                              static_cast<double>(p / static_cast<size_t>(v.columns)) * uy;
-                lo = std::min(lo, proj), hi = std::max(hi, proj);
-            }
-            double pixel = std::hypot(std::cos(th) * v.column_spacing, std::sin(th) * v.row_spacing);
-            f.diameter_mm = std::max(f.diameter_mm, hi - lo + pixel);
-        }
-    }
-    core::Vec3 centre = patient_point(v, cz / n, cy / n, cx / n);
-    core::Vec3 middle = patient_point(v, cz / n, v.rows / 2.0, v.columns / 2.0);
-    f.side = centre[0] > middle[0] ? "left" : "right";  // DICOM patient x grows to the patient's left
-    return f;
 }
 
 std::string site_of(const std::string& label, const core::Finding& f) {
@@ -228,59 +156,6 @@ std::string fill(std::string text, const std::string& key, const std::string& va
     return text;
 }
 
-/// Row-major pixel indices of a lesion on one slice.
-std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z) {
-    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
-    std::vector<size_t> out;
-    for (size_t i : voxels)
-        if (i / plane == static_cast<size_t>(z)) out.push_back(i % plane);
-    return out;
-}
-
-/// Pixels of the key slice within `radius` pixels (chessboard distance) of the lesion, outside it.
-std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>& pixels, int radius) {
-    const int rows = v.rows, cols = v.columns;
-    std::vector<std::uint8_t> in(static_cast<size_t>(rows) * cols, 0), near(in.size(), 0), out(in.size(), 0);
-    for (size_t i : pixels) in[i] = 1;
-    for (int y = 0; y < rows; ++y)  // separable dilation: along rows, then along columns
-        for (int x = 0; x < cols; ++x)
-            for (int d = -radius; d <= radius && !near[static_cast<size_t>(y) * cols + x]; ++d)
-                near[static_cast<size_t>(y) * cols + x] = x + d >= 0 && x + d < cols && in[static_cast<size_t>(y) * cols + x + d];
-    std::vector<size_t> ring;
-    for (int y = 0; y < rows; ++y)
-        for (int x = 0; x < cols; ++x) {
-            const size_t i = static_cast<size_t>(y) * cols + x;
-            for (int d = -radius; d <= radius && !out[i]; ++d)
-                out[i] = y + d >= 0 && y + d < rows && near[static_cast<size_t>(y + d) * cols + x];
-            if (out[i] && !in[i]) ring.push_back(i);
-        }
-    return ring;
-}
-
-float median(std::vector<float>& x) {
-    std::nth_element(x.begin(), x.begin() + static_cast<long>(x.size() / 2), x.end());
-    return x[x.size() / 2];
-}
-
-/// Median of `inside` minus median of `around` (0 when either is empty).
-double median_difference(std::vector<float> inside, std::vector<float> around) {
-    return inside.empty() || around.empty() ? 0.0 : median(inside) - median(around);
-}
-
-/// Median value of a lesion minus the median of a 3-pixel ring around it on each of its slices
-/// (voxels outside every lesion): how much denser or lighter it is than the tissue around it.
-/// Medians, so that a little fat or air in the ring does not cancel a real difference.
-double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold) {
-    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
-    std::map<size_t, std::vector<size_t>> by_slice;
-    std::vector<float> inside, around;
-    for (size_t i : c.voxels) by_slice[i / plane].push_back(i % plane), inside.push_back(v.voxels[i]);
-    for (const auto& [z, pixels] : by_slice)
-        for (size_t p : ring_around(v, pixels, 3))
-            if (lesion[z * plane + p] <= threshold) around.push_back(v.voxels[z * plane + p]);
-    return median_difference(std::move(inside), std::move(around));
-}
-
 /// Median of a lesion's pixels on one slice minus the median of other pixels of that slice.
 double slice_contrast(const core::Volume& v, int z, const std::vector<size_t>& lesion, const std::vector<size_t>& around) {
     const size_t plane = static_cast<size_t>(z) * v.rows * v.columns;
@@ -290,52 +165,84 @@ double slice_contrast(const core::Volume& v, int z, const std::vector<size_t>& l
     return median_difference(std::move(inside), std::move(outside));
 }
 
+/// Host organ probability planes (0..255, native grid) on one key slice: label -> plane of its
+/// organ (absent: the model segmented nothing).
+using OrganPlanes = std::map<std::string, std::vector<std::uint8_t>>;
+
+/// The host organs of every listed key slice, on one image encoding per slice and batch (every
+/// organ's referring prompt through Model::run_prompts): computed once, shared by all candidates.
+core::Status organ_planes(const Model& model, const core::Volume& v, const std::vector<int>& slices, int batch,
+                          std::map<int, OrganPlanes>& out, StageSeconds& stages) {
+    const Manifest& m = model.manifest();
+    std::vector<std::string> prompts;
+    for (const auto& host : m.host_organs)
+        prompts.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", host.second), "{modality}", v.modality));
+    std::vector<std::uint8_t> scratch(static_cast<size_t>(v.rows) * v.columns);
+    for (size_t s0 = 0; s0 < slices.size(); s0 += static_cast<size_t>(batch)) {
+        const std::vector<int> chunk(slices.begin() + static_cast<long>(s0),
+                                     slices.begin() + static_cast<long>(std::min(slices.size(), s0 + static_cast<size_t>(batch))));
+        auto answers = model.run_prompts(preprocess(m, v, chunk), static_cast<int>(chunk.size()), prompts, &stages, {v.rows, v.columns});
+        if (!answers) return answers.error();
+        auto host = m.host_organs.begin();
+        for (size_t q = 0; q < prompts.size(); ++q, ++host)
+            for (size_t k = 0; k < chunk.size(); ++k) {
+                const SliceAnswer& a = answers.value()[q][k];
+                OrganPlanes& planes = out[chunk[k]];
+                if (a.masks.empty()) continue;
+                std::fill(scratch.begin(), scratch.end(), 0);
+                planes[host->first] = paste_mask(a.masks.front().second, m.mask_size, v, 0, scratch);
+            }
+    }
+    return {};
+}
+
 /// Grounds a lesion's name in anatomy: the model segments each candidate host organ on the key
 /// slice ("Please segment pancreas in this CT image ."), and the lesion takes the label of the
 /// organ that surrounds it: the highest mean organ probability over a ring of host_ring_mm around
 /// the lesion (the organ's tissue, not the lesion's own pixels, which hosts may or may not
-/// include). Below host_min_coverage for every organ, or when the leading organ is ahead of the
-/// recognized label's own organ by less than host_min_lead (a close call), the recognized name stays.
+/// include). An organ the model finds on less than kMinOrganMm2 of the slice is not in the image
+/// and never names a lesion. Below host_min_coverage for every organ, or when the leading organ is
+/// ahead of the recognized label's own organ by less than host_min_lead (a close call), the
+/// recognized name stays.
 struct Naming {
     std::string label, evidence;  // evidence: the organ probabilities, for the audit trail
     std::vector<size_t> organ_ring;  // ring pixels inside the organ of `label` (none: no organ around it)
     size_t ring_size = 0;
 };
+constexpr double kMinOrganMm2 = 50;
 
-core::Result<Naming> host_label(const Model& model, const core::Volume& v, const std::vector<float>& key_image,
-                                     const std::vector<size_t>& pixels, const std::string& label, StageSeconds& stages) {
-    const Manifest& m = model.manifest();
+Naming host_label(const Manifest& m, const core::Volume& v, const OrganPlanes& planes, const std::vector<size_t>& pixels,
+                  const std::string& label) {
     const int radius = std::max(1, static_cast<int>(std::lround(m.host_ring_mm / std::max(0.1, v.row_spacing))));
     const std::vector<size_t> ring = ring_around(v, pixels, radius);
-    std::vector<std::string> prompts;
-    for (const auto& host : m.host_organs)
-        prompts.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", host.second), "{modality}", v.modality));
-    auto answers = model.run_prompts(key_image, 1, prompts, &stages);  // one image encoding for every organ
-    if (!answers) return answers.error();
-    std::string best_label = label, evidence = fmt::format("host organ ring {:.0f} mm:", m.host_ring_mm);
+    std::string best_label = label, evidence = fmt::format("host organ ring {:.0f} mm:", m.host_ring_mm), absent;
     double best = m.host_min_coverage;
     std::map<std::string, double> covered;                  // label -> mean organ probability over the ring
     std::map<std::string, std::vector<size_t>> organ_ring;  // label -> ring pixels inside its organ
-    std::vector<std::uint8_t> prob(static_cast<size_t>(v.rows) * v.columns);
-    auto answer = answers.value().begin();
-    for (auto host = m.host_organs.begin(); host != m.host_organs.end(); ++host, ++answer) {
-        if (answer->front().masks.empty() || ring.empty()) continue;
-        std::fill(prob.begin(), prob.end(), 0);
-        paste_mask(answer->front().masks.front().second, m.mask_size, v, 0, prob);
-        double& c = covered[host->first];
+    for (const auto& [host_label_text, organ] : m.host_organs) {
+        auto plane = planes.find(host_label_text);
+        if (plane == planes.end() || ring.empty()) continue;
+        const auto& prob = plane->second;
+        const double area = static_cast<double>(std::count_if(prob.begin(), prob.end(), [](std::uint8_t p) { return p > 127; }));
+        if (area * v.row_spacing * v.column_spacing < kMinOrganMm2) {
+            absent += (absent.empty() ? "; not in the image: " : ", ") + organ;
+            continue;
+        }
+        double& c = covered[host_label_text];
         for (size_t i : ring) c += prob[i] / 255.0;
         c /= static_cast<double>(ring.size());
-        evidence += fmt::format(" {} {:.2f}", host->second, c);
-        std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring[host->first]), [&](size_t i) { return prob[i] > 127; });
-        if (c > best) best = c, best_label = host->first;
+        evidence += fmt::format(" {} {:.2f}", organ, c);
+        std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring[host_label_text]), [&](size_t i) { return prob[i] > 127; });
+        if (c > best) best = c, best_label = host_label_text;
     }
     if (best_label == label && best == m.host_min_coverage)
-        return Naming{label, fmt::format("{} (none above {:.2f}: name kept)", evidence, m.host_min_coverage), {}, ring.size()};
+        return Naming{label, fmt::format("{} (none above {:.2f}: name kept){}", evidence, m.host_min_coverage, absent), {}, ring.size()};
     if (best_label != label && best - covered[label] < m.host_min_lead)
-        return Naming{label, fmt::format("{} ({} ahead by {:.2f} < {:.2f}: name kept)", evidence, m.host_organs.at(best_label),
-                                         best - covered[label], m.host_min_lead),
+        return Naming{label,
+                      fmt::format("{} ({} ahead by {:.2f} < {:.2f}: name kept){}", evidence, m.host_organs.at(best_label),
+                                  best - covered[label], m.host_min_lead, absent),
                       covered[label] >= m.host_min_coverage ? organ_ring[label] : std::vector<size_t>{}, ring.size()};
-    return Naming{best_label, evidence + " -> " + best_label, organ_ring[best_label], ring.size()};
+    return Naming{best_label, evidence + " -> " + best_label + absent, organ_ring[best_label], ring.size()};
 }
 
 /// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is
@@ -361,6 +268,309 @@ core::Result<std::string> describe(const Model& model, const core::Volume& v, st
     if (!answer) return answer.error();
     return answer.value().front().text;
 }
+
+/// One series' analysis in steps (Analyzer::analyze): the per-run state.
+struct Run {
+    const Model& model;
+    const Manifest& m;
+    const core::Volume& v;
+    const AnalysisLimits& limits;
+    int batch;
+    SeriesRegion region;
+    core::SeriesAnalysis out;
+    StageSeconds stages;
+    LabelVolumes labels;  // group -> probability volume: answers and propagation (the lesion map)
+    // What the model answered itself (recognition, referring sweep), never what propagation
+    // carried: the evidence a lesion's name is decided from. Sparse: voxel -> probability.
+    struct Evidence {
+        std::string label;  // exact label ("lung nodule"); for the sweep the group asked for
+        bool asked = false;
+        std::vector<std::pair<size_t, std::uint8_t>> voxels;
+    };
+    std::vector<Evidence> evidence;
+    std::vector<std::map<std::string, std::vector<float>>> prompts;  // slice -> group -> [SEG] prompt
+    size_t unlisted = 0;
+    bool past_deadline() const { return std::chrono::steady_clock::now() > limits.deadline; }
+    void stop(const std::string& where) {
+        if (out.time_budget_exceeded) return;
+        out.time_budget_exceeded = true;
+        out.warnings.push_back(fmt::format("{}analysis stopped after {:.0f} s {}; the findings are what it had by then", core::kTimeBudget,
+                                           limits.time_budget_seconds, where));
+    }
+};
+
+/// Candidate lesion: one component, measured and named, on its way through the gates.
+struct Candidate {
+    size_t component = 0;
+    core::Finding f;
+    std::string group;       // the name before host-organ grounding ("lung" for both lung classes)
+    bool asked = false;      // named by the referring sweep (no recognition answer covers it)
+    bool is_truncated = false;
+    std::string faint;       // CT: isodense to its ring; awaits the host-organ second look
+    double rank = 0;
+};
+
+void reject(Run& r, const Candidate& c, const Verdict& why) {
+    constexpr size_t kMaxListed = 100;  // candidates not reported, listed with their reason; then a count
+    if (r.out.rejected.size() >= kMaxListed) {
+        ++r.unlisted;
+        return;
+    }
+    r.out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}: {}", c.f.label.empty() ? c.group : c.f.label,
+                                         c.f.diameter_mm, c.f.first_slice + 1, c.f.last_slice + 1, reject_name(why.reason), why.why));
+}
+
+/// Step 1: every slice asked the recognition prompt (and the region's referring sweep) in batches,
+/// until the deadline.
+core::Status answer_slices(Run& r) {
+    const Manifest& m = r.m;
+    const core::Volume& v = r.v;
+    std::vector<std::string> queries{fill(m.prompts.at("recognition").front(), "{modality}", v.modality)};
+    std::vector<std::string> swept;
+    if (auto sweep = m.referring_sweep.find(body_region(m, v)); sweep != m.referring_sweep.end())
+        for (const auto& label : sweep->second)
+            if (!gate_region(label, r.region))  // not asked where it cannot be reported (a head CT)
+                swept.push_back(label), queries.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", label), "{modality}", v.modality));
+    const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns, plane = static_cast<size_t>(v.rows) * v.columns;
+    const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
+    r.prompts.assign(static_cast<size_t>(v.slices), {});
+    for (int z0 = 0; z0 < v.slices; z0 += r.batch) {
+        if (r.past_deadline()) {
+            r.stop(fmt::format("on slices 1-{} of {}", z0, v.slices));
+            break;
+        }
+        const int z1 = std::min(v.slices, z0 + r.batch);
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<float> images = preprocess(m, v, z0, z1);
+        r.out.seconds_preprocess += seconds_since(t0);
+        auto answers = r.model.run_prompts(images, z1 - z0, queries, &r.stages, {v.rows, v.columns});
+        if (!answers) return answers.error();
+        auto t1 = std::chrono::steady_clock::now();
+        for (size_t q = 0; q < queries.size(); ++q)
+            for (int b = 0; b < z1 - z0; ++b) {
+                const SliceAnswer& a = answers.value()[q][static_cast<size_t>(b)];
+                if (q == 0) r.out.slice_texts.push_back(a.text);
+                for (size_t i = 0; i < a.masks.size(); ++i) {  // a referring answer's [SEG] is the label asked for
+                    const std::string label = q == 0 ? a.masks[i].first : group_of(swept[q - 1]);
+                    const std::string group = q == 0 ? group_of(label) : kAsked + label;
+                    auto& vol = r.labels.prob[group];
+                    if (vol.empty()) vol.assign(total, 0);
+                    const auto mask = paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
+                    Run::Evidence e{label, q != 0, {}};
+                    for (size_t p = 0; p < plane; ++p)
+                        if (mask[p] > threshold) e.voxels.emplace_back(static_cast<size_t>(z0 + b) * plane + p, mask[p]);
+                    if (!e.voxels.empty()) r.evidence.push_back(std::move(e));
+                    if (i < a.prompts.size()) r.prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
+                }
+            }
+        r.stages.mask += seconds_since(t1);
+    }
+    return {};
+}
+
+/// Step 3: the name a component's evidence gives: the group with the most recognized probability
+/// mass (lung: the recognized lung class with the most), else the sweep's; propagated masks never
+/// vote. `mass` is the evidence inside this component per [asked][label].
+void name_from_evidence(Candidate& c, const std::array<std::map<std::string, double>, 2>& mass,
+                        const std::map<std::string, double>& all_groups, const Manifest& m, const core::Volume& v) {
+    c.asked = mass[0].empty() && !mass[1].empty();
+    std::map<std::string, double> groups;
+    double total = 0, lung_tumor = 0, lung_nodule = 0;
+    for (const auto& [label, w] : mass[c.asked]) {
+        groups[group_of(label)] += w, total += w;
+        if (label == "lung tumor") lung_tumor += w;
+        if (label == "lung nodule") lung_nodule += w;
+    }
+    const bool from_evidence = !groups.empty();
+    if (!from_evidence) groups = all_groups;  // only propagated masks (cannot happen with a threshold of their own)
+    auto best = std::max_element(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    c.group = best->first.rfind(kAsked, 0) == 0 ? best->first.substr(kAsked.size()) : best->first;
+    c.f.grounding = fmt::format("{}: {} ({:.0f}% of the {} mask probability)", c.asked ? "asked" : "recognized", c.group,
+                                100 * best->second / std::max(from_evidence ? total : best->second, 1.0),
+                                c.asked ? "referring sweep's" : "recognition answers'");
+    if (c.group != "lung") {
+        c.f.label = c.group;
+        return;
+    }
+    const bool measured_tumor = c.f.diameter_mm >= m.lung_tumor_min_diameter_mm;
+    c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
+    c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
+                                 m.lung_tumor_min_diameter_mm, c.f.label);
+    if (c.is_truncated && !measured_tumor && lung_tumor > lung_nodule) {  // cut by the volume: a lower bound
+        c.f.label = "lung tumor";
+        c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
+                                     c.f.first_slice == 0 ? 1 : v.slices);
+    } else if (c.is_truncated) {
+        c.f.grounding += "; truncated by the volume's first or last slice";
+    }
+}
+
+/// Step 3: the components of the lesion map, measured, named from the evidence, through the gates
+/// that need no model (slices, region, shape, confidence, contrast; min diameter when the name is
+/// final). Returns the candidates that pass, with the lesion map and its components.
+std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const BodyMap& body, std::vector<std::uint8_t>& lesion,
+                                  std::vector<Component>& comps) {
+    const Manifest& m = r.m;
+    const core::Volume& v = r.v;
+    const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
+    const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
+    // One lesion map over every label (max): a lesion whose slices the model named differently stays one component.
+    lesion.assign(total, 0);
+    for (const auto& [group, prob] : r.labels.prob)
+        for (size_t i = 0; i < total; ++i) lesion[i] = std::max(lesion[i], prob[i]);
+    comps = components(lesion, v, threshold);
+    std::vector<std::uint16_t> id(total, 0);  // component + 1 (the first 65535; the rest are named by mass)
+    for (size_t k = 0; k < comps.size() && k < 65535; ++k)
+        for (size_t i : comps[k].voxels) id[i] = static_cast<std::uint16_t>(k + 1);
+    std::vector<std::array<std::map<std::string, double>, 2>> mass(comps.size());
+    for (const auto& e : r.evidence)
+        for (const auto& [i, p] : e.voxels)
+            if (id[i]) mass[id[i] - 1][e.asked][e.label] += p;
+    if (m.domain.max_candidates > 0 && static_cast<int>(comps.size()) > m.domain.max_candidates && !r.out.outside_domain) {
+        r.out.outside_domain = true;
+        r.out.warnings.push_back(fmt::format("{}{} lesion candidates, more than the {} of the validated domain ({})", core::kOutsideDomain,
+                                             comps.size(), m.domain.max_candidates, m.domain.description));
+    }
+    std::vector<Candidate> pass;
+    for (size_t k = 0; k < comps.size(); ++k) {
+        Candidate c{k, measure(comps[k], v, lesion), "", false, false, "", 0};
+        c.is_truncated = truncated(c.f, v);
+        std::map<std::string, double> all_groups;
+        if (mass[k][0].empty() && mass[k][1].empty())
+            for (const auto& [group, prob] : r.labels.prob)
+                for (size_t i : comps[k].voxels) all_groups[group] += prob[i];
+        name_from_evidence(c, mass[k], all_groups, m, v);
+        c.rank = rank_score(c.f);
+        Gate g = gate_slices(c.f.last_slice - c.f.first_slice + 1, m.min_slices);
+        if (!g) g = gate_region(c.f.label, region);
+        if (!g) g = gate_shape(c.f, comps[k], v, body);
+        if (!g) g = gate_confidence(c.f.confidence, m.min_confidence);
+        if (!g && v.modality == "CT" && m.min_contrast_hu > 0) {
+            const double hu = contrast(v, comps[k], lesion, threshold);
+            g = gate_contrast(hu, m.min_contrast_hu, "tissue");
+            if (!g) {
+                c.f.grounding += fmt::format("; {:+.0f} HU to the tissue around it", hu);
+            } else if (m.host_organs.count(c.f.label) && m.min_host_contrast_hu > 0) {
+                c.faint = g->why;  // a second look against the host organ (examine)
+                g.reset();
+            }
+        }
+        if (!g && !m.host_organs.count(c.f.label))
+            if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
+                g = gate_min_diameter(c.f, min->second, v.slice_spacing);
+        if (g) {
+            reject(r, c, *g);
+        } else {
+            pass.push_back(std::move(c));
+        }
+    }
+    return pass;
+}
+
+/// Step 4: the ranked, capped candidates get the model-based checks: host-organ naming (organ maps
+/// once per key slice) and the second look for faint ones; then their min diameter.
+core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass, const std::vector<Component>& comps) {
+    const Manifest& m = r.m;
+    const core::Volume& v = r.v;
+    std::stable_sort(pass.begin(), pass.end(), [](const Candidate& a, const Candidate& b) { return a.rank > b.rank; });
+    const size_t cap = r.limits.max_checked_candidates > 0 ? static_cast<size_t>(r.limits.max_checked_candidates) : pass.size();
+    for (size_t k = cap; k < pass.size(); ++k)
+        reject(r, pass[k], {Reject::OverStudyLimit, fmt::format("not examined: ranked {} of {} (max_checked_candidates {})", k + 1,
+                                                               pass.size(), cap)});
+    if (pass.size() > cap) pass.resize(cap);
+    std::set<int> keys;
+    for (const auto& c : pass)
+        if (m.host_organs.count(c.f.label)) keys.insert(c.f.key_slice);
+    std::map<int, OrganPlanes> organs;
+    if (!keys.empty() && r.past_deadline()) r.stop("before the host-organ checks");
+    if (!keys.empty() && !r.out.time_budget_exceeded)
+        if (auto st = organ_planes(r.model, v, std::vector<int>(keys.begin(), keys.end()), r.batch, organs, r.stages); !st)
+            return st.error();
+    std::vector<Candidate> kept;
+    for (auto& c : pass) {
+        if (m.host_organs.count(c.f.label)) {
+            if (r.out.time_budget_exceeded) {
+                reject(r, c, {Reject::TimeBudget, "the time budget ran out before its host-organ check"});
+                continue;
+            }
+            const std::vector<size_t> pixels = slice_pixels(v, comps[c.component].voxels, c.f.key_slice);
+            const Naming named = host_label(m, v, organs[c.f.key_slice], pixels, c.f.label);
+            c.f.label = named.label;
+            c.f.grounding += "; " + named.evidence;
+            if (!c.faint.empty()) {  // the second look: against the host organ's ring pixels
+                const size_t organ = named.organ_ring.size();
+                if (organ < 20 || 2 * organ < named.ring_size) {  // not inside its organ
+                    reject(r, c, {Reject::Isodense, fmt::format("{}; named {}, {} of {} ring pixels in the {}: not inside it", c.faint,
+                                                                c.f.label, organ, named.ring_size, m.host_organs.at(c.f.label))});
+                    continue;
+                }
+                const double hu = slice_contrast(v, c.f.key_slice, pixels, named.organ_ring);
+                if (auto g = gate_contrast(hu, m.min_host_contrast_hu, m.host_organs.at(c.f.label))) {
+                    reject(r, c, {Reject::Isodense, c.faint + ", " + g->why});
+                    continue;
+                }
+                c.f.grounding += fmt::format("; {}, {:+.0f} HU to the {} around it", c.faint, hu,
+                                             m.host_organs.at(c.f.label));
+            }
+            if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
+                if (auto g = gate_min_diameter(c.f, min->second, v.slice_spacing)) {
+                    reject(r, c, *g);
+                    continue;
+                }
+        }
+        kept.push_back(std::move(c));
+    }
+    return kept;
+}
+
+/// Step 5: the limits per label and per study (ranked: the lowest go to not_reported), then each
+/// finding's description (the model's, on its boxed key slice, while the budget lasts) and segment.
+core::Status report(Run& r, std::vector<Candidate> kept, const std::vector<Component>& comps) {
+    const Manifest& m = r.m;
+    const core::Volume& v = r.v;
+    std::stable_sort(kept.begin(), kept.end(), [](const Candidate& a, const Candidate& b) { return a.rank > b.rank; });
+    std::map<std::string, int> per_label;
+    r.out.segments.assign(static_cast<size_t>(v.slices) * v.rows * v.columns, 0);
+    for (auto& c : kept) {
+        core::Finding& f = c.f;
+        const int n = static_cast<int>(r.out.findings.size());
+        if (r.limits.max_findings_per_label >= 0 && per_label[f.label] >= r.limits.max_findings_per_label) {
+            reject(r, c, {Reject::OverLabelLimit, fmt::format("{} {} findings already (max_findings_per_label)", per_label[f.label], f.label)});
+            continue;
+        }
+        if (r.limits.max_findings_per_study >= 0 && n >= r.limits.max_findings_per_study) {
+            reject(r, c, {Reject::OverStudyLimit, fmt::format("{} findings already (max_findings_per_study)", n)});
+            continue;
+        }
+        if (n >= 255) {
+            reject(r, c, {Reject::SegLimit, "255 findings already (the SEG's limit)"});
+            continue;
+        }
+        ++per_label[f.label];
+        const std::vector<size_t> pixels = slice_pixels(v, comps[c.component].voxels, f.key_slice);
+        std::string text;
+        if (m.prompts.count("description") && !r.past_deadline()) {  // region-aware description of the boxed key slice
+            auto described = describe(r.model, v, preprocess(m, v, f.key_slice, f.key_slice + 1), pixels, f.label, r.stages);
+            if (!described) return described.error();
+            text = described.value();
+        }
+        f.series_uid = v.series_uid;
+        f.segment = n + 1;
+        for (size_t i : comps[c.component].voxels) r.out.segments[i] = static_cast<std::uint8_t>(f.segment);
+        if (text.empty() || text == "No findings") {  // bundles without the task, or out of time: measured wording
+            std::string site = site_of(f.label, f);
+            text = contrast_word(v, f, r.out.segments, v.modality == "CT") + " lesion" + (site.empty() ? "" : " in the " + site);
+        }
+        std::string label = f.label;
+        label[0] = static_cast<char>(::toupper(label[0]));
+        f.description = fmt::format("{}: {}, {:.0f} mm (volume {:.1f} mL), slices {}-{}{}.", label, text, f.diameter_mm,
+                                    f.volume_ml, f.first_slice + 1, f.last_slice + 1,
+                                    c.is_truncated ? ", cut off by the volume (size a lower bound)" : "");
+        r.out.findings.push_back(f);
+    }
+    return {};
+}
+
 
 }  // namespace
 
@@ -393,7 +603,9 @@ std::vector<float> preprocess(const Manifest& m, const core::Volume& v, const st
         auto first = v.voxels.begin() + static_cast<long>(static_cast<size_t>(z) * plane);
         for (auto x = first; x != first + static_cast<long>(plane); ++x) {
             double y = (*x - offset) / scale;
-            native.push_back(static_cast<float>(v.modality == "CT" ? std::clamp(y, 0.0, 1.0) : y));
+            if (v.modality != "CT" && m.chat)  // format 2 takes RGB images: z-scores mapped to [0, 1]
+                y = (y - m.chat->mr_range.first) / (m.chat->mr_range.second - m.chat->mr_range.first);
+            native.push_back(static_cast<float>(v.modality == "CT" || m.chat ? std::clamp(y, 0.0, 1.0) : y));
         }
     }
     torch::Tensor t = torch::from_blob(native.data(), {static_cast<long>(slices.size()), 1, v.rows, v.columns}, torch::kFloat32);
@@ -409,156 +621,60 @@ std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, 
     return preprocess(m, v, slices);
 }
 
-core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v) const {
-    const Manifest& m = m_model.manifest();
-    core::SeriesAnalysis out;
-    out.series_uid = v.series_uid;
-    // The recognition prompt, then the referring prompt for each label the manifest sweeps in this region.
-    std::vector<std::string> queries{fill(m.prompts.at("recognition").front(), "{modality}", v.modality)};
-    std::vector<std::string> swept;
-    if (auto sweep = m.referring_sweep.find(body_region(m, v)); sweep != m.referring_sweep.end())
-        for (const auto& label : sweep->second)
-            swept.push_back(label), queries.push_back(fill(fill(m.prompts.at("referring").front(), "{label}", label), "{modality}", v.modality));
-    LabelVolumes labels;
-    const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns;
-    StageSeconds stages;
-    std::vector<std::map<std::string, std::vector<float>>> prompts(static_cast<size_t>(v.slices));  // slice -> group -> [SEG] prompt
-    for (int z0 = 0; z0 < v.slices; z0 += m_batch) {
-        int z1 = std::min(v.slices, z0 + m_batch);
-        auto t0 = std::chrono::steady_clock::now();
-        std::vector<float> images = preprocess(m, v, z0, z1);
-        out.seconds_preprocess += seconds_since(t0);
-        auto answers = m_model.run_prompts(images, z1 - z0, queries, &stages);
-        if (!answers) return answers.error();
-        auto t1 = std::chrono::steady_clock::now();
-        for (size_t q = 0; q < queries.size(); ++q)
-            for (int b = 0; b < z1 - z0; ++b) {
-                const SliceAnswer& a = answers.value()[q][static_cast<size_t>(b)];
-                if (q == 0) out.slice_texts.push_back(a.text);
-                for (size_t i = 0; i < a.masks.size(); ++i) {  // a referring answer's [SEG] is the label asked for
-                    const std::string group = q == 0 ? group_of(a.masks[i].first) : kAsked + group_of(swept[q - 1]);
-                    auto& vol = labels.prob[group];
-                    if (vol.empty()) vol.assign(total, 0);
-                    paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
-                    if (i < a.prompts.size()) prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
-                }
-            }
-        stages.mask += seconds_since(t1);
+core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, const AnalysisLimits& limits) const {
+    const BodyMap body = body_map(v);
+    Run r{m_model, m_model.manifest(), v, limits, m_batch, series_region(v, body), {}, {}, {}, {}, {}, 0};
+    const SeriesRegion& region = r.region;
+    r.out.series_uid = v.series_uid;
+    if (auto why = outside_domain(r.m.domain, v, texture_ratio(v, body))) {
+        r.out.outside_domain = true;
+        r.out.warnings.push_back(std::string(core::kOutsideDomain) + *why);
     }
-    if (auto done = propagate(m_model, v, std::move(prompts), m_batch, labels, stages); !done) return done.error();
-    out.segments.assign(total, 0);
-    const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
-    // One lesion map over every label (max): a lesion whose slices the model named differently stays
-    // one component; it takes the label with the most probability mass inside it, from the
-    // recognition answers where they have any, else from the referring sweep.
-    std::vector<std::uint8_t> lesion(total, 0);
-    for (const auto& [group, prob] : labels.prob)
-        for (size_t i = 0; i < total; ++i) lesion[i] = std::max(lesion[i], prob[i]);
-    constexpr size_t kMaxListed = 100;  // candidates not reported, listed with their reason
-    size_t unlisted = 0;
-    if (!labels.prob.empty()) {
-        for (auto& c : components(lesion, v, threshold)) {
-            std::array<std::pair<std::string, double>, 2> top;  // [asked?]: best group and its mass
-            std::array<double, 2> all{};
-            for (const auto& [name, prob] : labels.prob) {
-                double mass = 0;
-                for (size_t i : c.voxels) mass += prob[i];
-                const bool from_sweep = name.rfind(kAsked, 0) == 0;
-                all[from_sweep] += mass;
-                if (mass > top[from_sweep].second) top[from_sweep] = {from_sweep ? name.substr(kAsked.size()) : name, mass};
-            }
-            const bool asked = top[0].second == 0;  // no recognition answer covers it
-            const std::string& group = top[asked].first;
-            core::Finding f = measure(c, v, lesion);
-            const int span = f.last_slice - f.first_slice + 1;
-            auto reject = [&](const std::string& why) {  // the first kMaxListed, then a count
-                if (out.rejected.size() < kMaxListed)
-                    out.rejected.push_back(fmt::format("{} {:.0f} mm, slices {}-{}: {}", group, f.diameter_mm,
-                                                       f.first_slice + 1, f.last_slice + 1, why));
-                else
-                    ++unlisted;
-            };
-            if (span < m.min_slices || out.findings.size() >= 255) {
-                reject(span < m.min_slices ? fmt::format("on {} slice(s)", span) : "255 findings already (the SEG's limit)");
-                continue;
-            }
-            f.label = group == "lung" ? (f.diameter_mm >= m.lung_tumor_min_diameter_mm ? "lung tumor" : "lung nodule")
-                                       : group;
-            f.grounding = fmt::format("{}: {} ({:.0f}% of the {} mask probability)", asked ? "asked" : "recognized", group,
-                                      100 * top[asked].second / std::max(all[asked], 1.0), asked ? "referring sweep's" : "recognition answers'");
-            // On CT a lesion must differ from the tissue around it. One that does not gets a second
-            // look when its class has a host organ: against that organ alone, by min_host_contrast_hu (below).
-            std::string faint;
-            if (v.modality == "CT" && m.min_contrast_hu > 0) {
-                const double hu = contrast(v, c, lesion, threshold);
-                const std::string said = fmt::format("{:+.0f} HU to the tissue around it", hu);
-                if (std::abs(hu) >= m.min_contrast_hu) {
-                    f.grounding += "; " + said;
-                } else if (m.host_organs.count(f.label) && m.min_host_contrast_hu > 0) {
-                    faint = said;
-                } else {
-                    reject(said);
-                    continue;
-                }
-            }
-            if (group == "lung")
-                f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", f.diameter_mm,
-                                           f.label == "lung tumor" ? ">=" : "<", m.lung_tumor_min_diameter_mm, f.label);
-            const std::vector<size_t> pixels = slice_pixels(v, c.voxels, f.key_slice);
-            const std::vector<float> key_image = preprocess(m, v, f.key_slice, f.key_slice + 1);
-            if (m.host_organs.count(f.label)) {  // the name grounded in the organ around the lesion
-                auto named = host_label(m_model, v, key_image, pixels, f.label, stages);
-                if (!named) return named.error();
-                f.label = named->label;
-                f.grounding += "; " + named->evidence;
-                if (!faint.empty()) {  // the second look: against the host organ's ring pixels
-                    const size_t organ = named->organ_ring.size();
-                    if (organ < 20 || 2 * organ < named->ring_size) {  // not inside its organ
-                        reject(fmt::format("{}; named {}, {} of {} ring pixels in the {}: not inside it", faint, f.label,
-                                           organ, named->ring_size, m.host_organs.at(f.label)));
-                        continue;
-                    }
-                    const double hu = slice_contrast(v, f.key_slice, pixels, named->organ_ring);
-                    const std::string said = fmt::format("{}, {:+.0f} HU to the {} around it", faint, hu, m.host_organs.at(f.label));
-                    if (std::abs(hu) < m.min_host_contrast_hu) {
-                        reject(said);
-                        continue;
-                    }
-                    f.grounding += "; " + said;
-                }
-            }
-            if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end() &&
-                (f.diameter_mm < min->second || span < std::max(1, static_cast<int>(min->second / v.slice_spacing)))) {
-                reject(fmt::format("named {}, smaller than {:.1f} mm in-plane or along z", f.label, min->second));
-                continue;  // smaller than the smallest lesion of that class the model reports
-            }
-            std::string text;
-            if (m.prompts.count("description")) {  // region-aware description of the boxed key slice
-                auto described = describe(m_model, v, key_image, pixels, f.label, stages);
-                if (!described) return described.error();
-                text = described.value();
-            }
-            f.series_uid = v.series_uid;
-            f.segment = static_cast<int>(out.findings.size()) + 1;
-            for (size_t i : c.voxels) out.segments[i] = static_cast<std::uint8_t>(f.segment);
-            if (text.empty() || text == "No findings") {  // bundles without the task: measured wording
-                std::string site = site_of(f.label, f);
-                text = contrast_word(v, f, out.segments, v.modality == "CT") + " lesion" + (site.empty() ? "" : " in the " + site);
-            }
-            std::string label = f.label;
-            label[0] = static_cast<char>(::toupper(label[0]));
-            f.description = fmt::format("{}: {}, {:.0f} mm (volume {:.1f} mL), slices {}-{}.", label, text, f.diameter_mm,
-                                        f.volume_ml, f.first_slice + 1, f.last_slice + 1);
-            out.findings.push_back(f);
+    std::vector<std::pair<const char*, double>> steps;  // seconds per step, logged at the end
+    auto lap = [&steps, t = std::chrono::steady_clock::now()](const char* name) mutable {
+        steps.emplace_back(name, seconds_since(t));
+        t = std::chrono::steady_clock::now();
+    };
+    lap("body");
+    if (auto st = answer_slices(r); !st) return st.error();
+    lap("answers");
+    bool stopped = false;
+    if (!r.out.time_budget_exceeded) {
+        std::set<std::string> carried;  // groups that can be reported here: prompts of other regions are not carried
+        for (const auto& entry : r.labels.prob) {
+            const std::string& g = entry.first;
+            const std::string label = g.rfind(kAsked, 0) == 0 ? g.substr(kAsked.size()) : g;
+            if (!gate_region(label == "lung" ? "lung nodule" : label, region)) carried.insert(g);
         }
+        if (auto st = propagate(m_model, v, std::move(r.prompts), m_batch, r.labels, r.stages, limits.deadline, carried, stopped); !st)
+            return st.error();
+        if (stopped) r.stop("while carrying prompts to neighbouring slices");
     }
-    if (unlisted) out.rejected.push_back(fmt::format("{} more candidates not listed", unlisted));
-    out.seconds_vision = stages.vision;
-    out.seconds_decode = stages.decode;
-    out.seconds_mask = stages.mask;
-    std::stable_sort(out.findings.begin(), out.findings.end(),
+    lap("propagation");
+    r.out.segments.assign(static_cast<size_t>(v.slices) * v.rows * v.columns, 0);
+    if (!r.labels.prob.empty()) {
+        std::vector<std::uint8_t> lesion;
+        std::vector<Component> comps;
+        std::vector<Candidate> pass = candidates(r, region, body, lesion, comps);
+        r.labels.prob.clear();  // the lesion map holds what is still needed
+        lap("candidates");
+        auto kept = examine(r, std::move(pass), comps);
+        if (!kept) return kept.error();
+        lap("checks");
+        if (auto st = report(r, std::move(kept.value()), comps); !st) return st.error();
+        lap("report");
+    }
+    std::string timing;
+    for (const auto& [name, sec] : steps) timing += fmt::format(" {} {:.1f}", name, sec);
+    TRIAGE_LOG_INFO("pipeline", "series {}: {} slices, region {}, {} findings, {} not reported; seconds:{}", v.series_uid, v.slices,
+                    region.text(), r.out.findings.size(), r.out.rejected.size(), timing);
+    if (r.unlisted) r.out.rejected.push_back(fmt::format("{} more candidates not listed", r.unlisted));
+    r.out.seconds_vision = r.stages.vision;
+    r.out.seconds_decode = r.stages.decode;
+    r.out.seconds_mask = r.stages.mask;
+    std::stable_sort(r.out.findings.begin(), r.out.findings.end(),
                      [](const core::Finding& a, const core::Finding& b) { return a.volume_ml > b.volume_ml; });
-    return out;
+    return std::move(r.out);
 }
 
 core::StudyReport compose_report(const std::vector<core::SeriesAnalysis>& series, const std::string& region,

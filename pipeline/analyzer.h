@@ -3,6 +3,7 @@
 // slice (batched), masks back on the native grid, 3D lesions (connected components), measurements,
 // per-lesion descriptions; and the study report composed from the findings. Stateless apart from
 // the shared, immutable Model: thread-safe.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,22 @@ std::vector<float> preprocess(const Manifest& m, const core::Volume& v, const st
 /// Slices [z0, z1) preprocessed.
 std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, int z1);
 
+/// What the caller allows one series' analysis (config [analysis], docs/configuration.md).
+struct AnalysisLimits {
+    int max_findings_per_label = 5;   // the lowest-ranked beyond go to not_reported (-1: no limit)
+    int max_findings_per_study = 10;  // what is left of the study's limit for this series (-1: no limit)
+    int max_checked_candidates = 30;  // candidates that get the model-based checks, best-ranked first
+    double time_budget_seconds = 0;   // only for the wording; the deadline decides
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
 class Analyzer {
 public:
     Analyzer(const Model& model, int batch_size) : m_model(model), m_batch(batch_size < 1 ? 1 : batch_size) {}
-    core::Result<core::SeriesAnalysis> analyze(const core::Volume& v) const;
+    /// One series: answers per slice, 3D lesions, gates (pipeline/lesions.h), naming, limits. Stops
+    /// at limits.deadline with what it has and says so (warnings, time_budget_exceeded). Fails only
+    /// when inference fails.
+    core::Result<core::SeriesAnalysis> analyze(const core::Volume& v, const AnalysisLimits& limits = {}) const;
 
 private:
     const Model& m_model;

@@ -101,7 +101,7 @@ class MiniModelTest(NodeTest):
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])
         poles = n.ctl("study", uids[910028])["series"][0]["not_reported"]
-        self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: [+-]\d+ HU to the tissue around it, "
+        self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: isodense: [+-]\d+ HU to the tissue around it, "
                                          r"[+-]\d+ HU to the kidney around it", p) for p in poles), poles)
         # Worklist: studies with findings first (by score), the clean one last and "normal".
         worklist = n.ctl("worklist")

@@ -1,0 +1,36 @@
+#include "pipeline/domain.h"
+
+#include <nlohmann/json.hpp>
+
+namespace triage::pipeline {
+
+core::Result<Domain> parse_domain(const std::string& json_text) {
+    auto bad = [](const std::string& field, const std::string& why) {
+        return core::make_error(core::ErrorKind::InvalidInput, "model.json domain." + field + ": " + why);
+    };
+    try {
+        const auto j = nlohmann::json::parse(json_text);
+        Domain d;
+        d.description = j.at("description").get<std::string>();
+        d.axial_only = j.value("axial_only", false);
+        d.max_candidates = j.value("max_candidates", 0);
+        if (d.max_candidates < 0) return bad("max_candidates", "must be 0 or more");
+        for (const char* mod : {"CT", "MR"}) {
+            if (!j.contains(mod)) continue;
+            const auto& r = j.at(mod);
+            DomainRange range;
+            range.pixel_spacing_mm = r.value("pixel_spacing_mm", range.pixel_spacing_mm);
+            range.slice_spacing_mm = r.value("slice_spacing_mm", range.slice_spacing_mm);
+            range.max_texture_ratio = r.value("max_texture_ratio", 0.0);
+            for (const auto& [name, p] : {std::pair{"pixel_spacing_mm", range.pixel_spacing_mm},
+                                          std::pair{"slice_spacing_mm", range.slice_spacing_mm}})
+                if (p.first < 0 || p.second < p.first) return bad(std::string(mod) + "." + name, "must be [low, high], 0 <= low <= high");
+            d.modality[mod] = range;
+        }
+        return d;
+    } catch (const std::exception& e) {
+        return bad("", e.what());
+    }
+}
+
+}  // namespace triage::pipeline

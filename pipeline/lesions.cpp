@@ -1,0 +1,196 @@
+#include "pipeline/lesions.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+namespace triage::pipeline {
+
+const char* reject_name(Reject r) {
+    switch (r) {
+        case Reject::TooFewSlices: return "too_few_slices";
+        case Reject::BelowMinDiameter: return "below_min_diameter";
+        case Reject::Isodense: return "isodense";
+        case Reject::ImplausibleRegion: return "implausible_region";
+        case Reject::ImplausibleShape: return "implausible_shape";
+        case Reject::LowConfidence: return "low_confidence";
+        case Reject::OverLabelLimit: return "over_label_limit";
+        case Reject::OverStudyLimit: return "over_study_limit";
+        case Reject::TimeBudget: return "time_budget";
+        case Reject::SegLimit: return "seg_limit";
+    }
+    return "unknown";
+}
+
+std::vector<Component> components(const std::vector<std::uint8_t>& prob, const core::Volume& v, std::uint8_t threshold) {
+    std::vector<std::uint8_t> seen(prob.size(), 0);
+    std::vector<Component> out;
+    const long nx = v.columns, ny = v.rows, nz = v.slices;
+    for (size_t start = 0; start < prob.size(); ++start) {
+        if (prob[start] <= threshold || seen[start]) continue;
+        Component c;
+        std::vector<size_t> stack{start};
+        seen[start] = 1;
+        while (!stack.empty()) {
+            size_t i = stack.back();
+            stack.pop_back();
+            c.voxels.push_back(i);
+            long z = static_cast<long>(i) / (nx * ny), y = (static_cast<long>(i) / nx) % ny, x = static_cast<long>(i) % nx;
+            for (long dz = -1; dz <= 1; ++dz)
+                for (long dy = -1; dy <= 1; ++dy)
+                    for (long dx = -1; dx <= 1; ++dx) {
+                        long zz = z + dz, yy = y + dy, xx = x + dx;
+                        if (zz < 0 || yy < 0 || xx < 0 || zz >= nz || yy >= ny || xx >= nx) continue;
+                        size_t j = static_cast<size_t>((zz * ny + yy) * nx + xx);
+                        if (prob[j] > threshold && !seen[j]) seen[j] = 1, stack.push_back(j);
+                    }
+        }
+        std::sort(c.voxels.begin(), c.voxels.end());
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+namespace {
+
+core::Vec3 patient_point(const core::Volume& v, double z, double y, double x) {
+    const auto& s = v.sources[static_cast<size_t>(std::clamp(static_cast<int>(std::lround(z)), 0, v.slices - 1))].position;
+    core::Vec3 p;
+    for (size_t k = 0; k < 3; ++k)
+        p[k] = s[k] + x * v.column_spacing * v.row_direction[k] + y * v.row_spacing * v.column_direction[k];
+    return p;
+}
+
+double feret_mm(const core::Volume& v, const std::vector<size_t>& pixels) {
+    double best = 0;
+    for (int a = 0; a < 36; ++a) {
+        double th = a * M_PI / 36, ux = std::cos(th) * v.column_spacing, uy = std::sin(th) * v.row_spacing;
+        double lo = 1e18, hi = -1e18;
+        for (size_t p : pixels) {
+            double proj = static_cast<double>(p % static_cast<size_t>(v.columns)) * ux +
+                          static_cast<double>(p / static_cast<size_t>(v.columns)) * uy;
+            lo = std::min(lo, proj), hi = std::max(hi, proj);
+        }
+        best = std::max(best, hi - lo + std::hypot(ux, uy));
+    }
+    return best;
+}
+
+float median(std::vector<float>& x) {
+    std::nth_element(x.begin(), x.begin() + static_cast<long>(x.size() / 2), x.end());
+    return x[x.size() / 2];
+}
+
+}  // namespace
+
+core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob) {
+    core::Finding f;
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::map<int, std::vector<size_t>> by_slice;
+    double sum = 0, conf = 0, cx = 0, cy = 0, cz = 0;
+    for (size_t i : c.voxels) {
+        by_slice[static_cast<int>(i / plane)].push_back(i % plane);
+        sum += v.voxels[i];
+        conf += prob[i] / 255.0;
+        cz += static_cast<double>(i / plane);
+        cy += static_cast<double>((i % plane) / static_cast<size_t>(v.columns));
+        cx += static_cast<double>(i % static_cast<size_t>(v.columns));
+    }
+    const double n = static_cast<double>(c.voxels.size());
+    f.volume_ml = n * v.column_spacing * v.row_spacing * v.slice_spacing / 1000.0;
+    f.mean_value = sum / n;
+    f.confidence = conf / n;
+    f.first_slice = by_slice.begin()->first;
+    f.last_slice = by_slice.rbegin()->first;
+    size_t best_area = 0;
+    for (const auto& [z, pixels] : by_slice) {
+        if (pixels.size() > best_area) best_area = pixels.size(), f.key_slice = z;
+        f.diameter_mm = std::max(f.diameter_mm, feret_mm(v, pixels));
+    }
+    core::Vec3 centre = patient_point(v, cz / n, cy / n, cx / n);
+    core::Vec3 middle = patient_point(v, cz / n, v.rows / 2.0, v.columns / 2.0);
+    f.side = centre[0] > middle[0] ? "left" : "right";  // DICOM patient x grows to the patient's left
+    return f;
+}
+
+bool truncated(const core::Finding& f, const core::Volume& v) { return f.first_slice == 0 || f.last_slice == v.slices - 1; }
+
+std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::vector<size_t> out;
+    for (size_t i : voxels)
+        if (i / plane == static_cast<size_t>(z)) out.push_back(i % plane);
+    return out;
+}
+
+std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>& pixels, int radius) {
+    if (pixels.empty()) return {};
+    const int cols = v.columns;
+    int y0 = v.rows, x0 = cols, y1 = -1, x1 = -1;
+    for (size_t i : pixels) {
+        const int y = static_cast<int>(i / static_cast<size_t>(cols)), x = static_cast<int>(i % static_cast<size_t>(cols));
+        y0 = std::min(y0, y), x0 = std::min(x0, x), y1 = std::max(y1, y), x1 = std::max(x1, x);
+    }
+    y0 = std::max(0, y0 - radius), x0 = std::max(0, x0 - radius);
+    y1 = std::min(v.rows - 1, y1 + radius), x1 = std::min(cols - 1, x1 + radius);
+    const int h = y1 - y0 + 1, w = x1 - x0 + 1;
+    auto at = [w](int y, int x) { return static_cast<size_t>(y) * w + x; };
+    std::vector<std::uint8_t> in(static_cast<size_t>(h) * w, 0), near(in.size(), 0);
+    for (size_t i : pixels)
+        in[at(static_cast<int>(i / static_cast<size_t>(cols)) - y0, static_cast<int>(i % static_cast<size_t>(cols)) - x0)] = 1;
+    for (int y = 0; y < h; ++y)  // separable dilation: along rows, then along columns
+        for (int x = 0; x < w; ++x)
+            for (int d = -radius; d <= radius && !near[at(y, x)]; ++d) near[at(y, x)] = x + d >= 0 && x + d < w && in[at(y, x + d)];
+    std::vector<size_t> ring;
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            bool out = false;
+            for (int d = -radius; d <= radius && !out; ++d) out = y + d >= 0 && y + d < h && near[at(y + d, x)];
+            if (out && !in[at(y, x)]) ring.push_back(static_cast<size_t>(y + y0) * cols + static_cast<size_t>(x + x0));
+        }
+    return ring;
+}
+
+double median_difference(std::vector<float> inside, std::vector<float> around) {
+    return inside.empty() || around.empty() ? 0.0 : median(inside) - median(around);
+}
+
+double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold) {
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    std::map<size_t, std::vector<size_t>> by_slice;
+    std::vector<float> inside, around;
+    for (size_t i : c.voxels) by_slice[i / plane].push_back(i % plane), inside.push_back(v.voxels[i]);
+    for (const auto& [z, pixels] : by_slice)
+        for (size_t p : ring_around(v, pixels, 3))
+            if (lesion[z * plane + p] <= threshold) around.push_back(v.voxels[z * plane + p]);
+    return median_difference(std::move(inside), std::move(around));
+}
+
+Gate gate_slices(int span, int min_slices) {
+    if (span >= min_slices) return std::nullopt;
+    return Verdict{Reject::TooFewSlices, fmt::format("on {} slice(s), fewer than {}", span, min_slices)};
+}
+
+Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spacing) {
+    const int span = f.last_slice - f.first_slice + 1;
+    const int min_span = std::max(1, static_cast<int>(min_mm / slice_spacing));
+    if (f.diameter_mm >= min_mm && span >= min_span) return std::nullopt;
+    return Verdict{Reject::BelowMinDiameter,
+                   fmt::format("smaller than {:.1f} mm in-plane or along z ({} of {} slices)", min_mm, span, min_span)};
+}
+
+Gate gate_contrast(double hu, double min_hu, const std::string& around) {
+    if (std::abs(hu) >= min_hu) return std::nullopt;
+    return Verdict{Reject::Isodense, fmt::format("{:+.0f} HU to the {} around it", hu, around)};
+}
+
+Gate gate_confidence(double confidence, double min_confidence) {
+    if (confidence >= min_confidence) return std::nullopt;
+    return Verdict{Reject::LowConfidence, fmt::format("confidence {:.2f} < {:.2f}", confidence, min_confidence)};
+}
+
+double rank_score(const core::Finding& f) { return f.confidence * f.volume_ml; }
+
+}  // namespace triage::pipeline

@@ -1,0 +1,87 @@
+#pragma once
+// Study-level lesion logic of the analyzer (docs/model-bundle.md, step 6), free of Torch: 3D components
+// of the model's lesion map, their measurements, and the gates a candidate must pass to be
+// reported. Every gate is a small pure function; a candidate that fails one is listed with a named
+// reason (Reject) and the gate's own words, never dropped silently. Thread-safe (no state).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/analysis.h"
+#include "core/volume.h"
+
+namespace triage::pipeline {
+
+/// Why a candidate was not reported. The text (reject_name) is what the series' not_reported list shows.
+enum class Reject {
+    TooFewSlices,       // spans fewer slices than the manifest's min_slices
+    BelowMinDiameter,   // smaller than its label's min_diameter_mm in-plane or along z
+    Isodense,           // CT: not denser or lighter than the tissue (or host organ) around it
+    ImplausibleRegion,  // a label of another body region (a brain tumor on a chest CT)
+    ImplausibleShape,   // outside the body, along its outline, a large part of it, or a thin shell
+    LowConfidence,      // mean mask probability below the manifest's min_confidence
+    OverLabelLimit,     // more findings of this label than [analysis] max_findings_per_label
+    OverStudyLimit,     // beyond [analysis] max_findings_per_study or max_checked_candidates
+    TimeBudget,         // the study's time budget ran out before it was examined
+    SegLimit,           // 255 findings already: a SEG's segment numbers are one byte here
+};
+const char* reject_name(Reject r);
+
+/// A gate's verdict: nothing (passes) or the reason and its evidence ("12 mm < 7.0 mm").
+struct Verdict {
+    Reject reason;
+    std::string why;
+};
+using Gate = std::optional<Verdict>;
+
+/// 26-connected component of voxels (indices into the volume, slice-major).
+struct Component {
+    std::vector<size_t> voxels;
+};
+/// Components of voxels whose probability (0..255) is above `threshold`.
+std::vector<Component> components(const std::vector<std::uint8_t>& prob, const core::Volume& v, std::uint8_t threshold);
+
+/// Volume, longest in-plane diameter (Feret over 36 directions), slice range, key slice (largest
+/// area), mean value, confidence (mean of `prob` / 255 over the voxels) and patient side.
+core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob);
+/// True when the lesion reaches the first or last slice: its extent along z is a lower bound.
+bool truncated(const core::Finding& f, const core::Volume& v);
+
+/// Row-major pixel indices of a lesion's voxels on slice z.
+std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z);
+/// Pixels within `radius` (chessboard distance) of `pixels` on one slice, outside them; works in
+/// the pixels' bounding box, so its cost follows the lesion's size, not the slice's.
+std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>& pixels, int radius);
+/// Median of `inside` minus median of `around` (0 when either is empty).
+double median_difference(std::vector<float> inside, std::vector<float> around);
+/// Median of a lesion minus the median of a 3-pixel ring around it on each of its slices (ring
+/// voxels where `lesion` <= threshold only).
+double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold);
+
+// ---- gates (each: nothing when the candidate passes) ----
+Gate gate_slices(int span, int min_slices);
+/// In-plane diameter below min_mm, or fewer slices than min_mm covers along z (at least 1).
+Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spacing);
+Gate gate_contrast(double hu, double min_hu, const std::string& around);
+Gate gate_confidence(double confidence, double min_confidence);
+
+/// Per slice: which pixels are outside the body (connected to the image border through pixels
+/// below `air`) and how much of the body is lung-density air. Computed once per volume.
+struct BodyMap {
+    std::vector<std::uint8_t> outside;     // slices*rows*columns; 1 = outside the body
+    std::vector<int> body_pixels;          // per slice
+    std::vector<int> air_pixels;           // per slice: inside the body, below `air` (lungs, bowel gas)
+    std::vector<double> width_mm;          // per slice: the body's widest extent along the rows
+};
+/// CT: air = -400 HU. MR: air = 15 % of the 98th percentile of the volume.
+BodyMap body_map(const core::Volume& v);
+/// The shape gate: a mask mostly outside the body, along its outline (the skin, scalp or table),
+/// covering more than max_body_fraction of the body's cross-section on its key slice, or a thin
+/// shell (area under 12 % of the disc of its diameter, at 15 mm or more).
+Gate gate_shape(const core::Finding& f, const Component& c, const core::Volume& v, const BodyMap& body);
+
+/// Rank of a candidate for the capped, expensive checks and the finding limits: confidence x volume.
+double rank_score(const core::Finding& f);
+
+}  // namespace triage::pipeline

@@ -1,0 +1,49 @@
+#pragma once
+// Where a series is in the body (which labels are plausible there) and whether it is inside the
+// domain the bundle was validated on. Pure functions of the volume's header and voxels; no Torch.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/volume.h"
+#include "pipeline/lesions.h"
+#include "pipeline/model.h"
+
+namespace triage::pipeline {
+
+/// The body regions of a series: HEAD, CHEST, ABDOMEN (a chest CT that reaches the upper abdomen
+/// holds both CHEST and ABDOMEN), and where they came from ("header: BodyPartExamined CHEST" or
+/// "content: 31% lung-density air").
+struct SeriesRegion {
+    std::vector<std::string> regions;
+    std::string source;
+    bool has(const std::string& r) const;
+    std::string text() const;  // "CHEST+ABDOMEN"
+};
+
+/// Header first (BodyPartExamined, SeriesDescription: HEAD/BRAIN/SKULL, CHEST/LUNG/THORAX,
+/// ABDOMEN/LIVER/KIDNEY/PANCREAS/PELVIS), then content: CT with lung-density air in over 8 % of the
+/// body is chest (plus abdomen when over a fifth of its slices have almost none); a body narrower
+/// than 230 mm is a head; other CT is abdomen. MR without a header region: head when narrower
+/// than 230 mm. Empty when nothing says (every label is then plausible). A header CHEST on CT gains
+/// ABDOMEN when the content shows both (a chest CT reaching the upper abdomen).
+SeriesRegion series_region(const core::Volume& v, const BodyMap& body);
+/// The content part of series_region alone.
+SeriesRegion content_region(const core::Volume& v, const BodyMap& body);
+
+/// The region a label belongs to (code table, PHANTOMS.md: brain tumor HEAD; lung classes CHEST;
+/// liver, kidney, pancreas tumors ABDOMEN); "" for a label the table does not know (free text of
+/// the full model): plausible anywhere.
+std::string label_region(const std::string& label);
+/// The implausible_region gate: a label of a region the series does not show.
+Gate gate_region(const std::string& label, const SeriesRegion& region);
+
+/// Median |x(i+2) - x(i)| over median |x(i+1) - x(i)| along rows, inside the body, on up to 8
+/// slices: about 1 for white noise on uniform organs (phantoms: 1.00-1.07), 1.5-3 for real scans,
+/// whose noise is correlated by the reconstruction and whose tissue has texture.
+double texture_ratio(const core::Volume& v, const BodyMap& body);
+
+/// Why a volume is outside the manifest's validated domain (geometry, texture), or nothing.
+std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v, double texture);
+
+}  // namespace triage::pipeline

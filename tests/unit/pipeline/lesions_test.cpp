@@ -1,0 +1,225 @@
+// The analyzer's gates (pipeline/lesions.h, pipeline/region.h) on hand-made volumes: each gate
+// passes a plausible lesion and rejects the case it exists for, with its named reason.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "pipeline/lesions.h"
+#include "pipeline/region.h"
+
+using namespace triage;
+using namespace triage::pipeline;
+
+namespace {
+
+/// A CT trunk: air outside, an elliptical body of 40 HU, optionally two lungs of -850 HU.
+core::Volume trunk(int slices, bool lungs, int size = 128, double spacing = 2.5) {
+    core::Volume v;
+    v.modality = "CT";
+    v.columns = v.rows = size;
+    v.slices = slices;
+    v.row_spacing = v.column_spacing = spacing;
+    v.slice_spacing = 5;
+    v.voxels.assign(static_cast<size_t>(slices) * size * size, -1000.0f);
+    for (int z = 0; z < slices; ++z) {
+        v.sources.push_back({"1.2.3." + std::to_string(z), "", 0, {-size * spacing / 2, -size * spacing / 2, 5.0 * z}});
+        v.slice_positions.push_back(5.0 * z);
+        for (int y = 0; y < size; ++y)
+            for (int x = 0; x < size; ++x) {
+                const double dx = (x - size / 2.0) / (size * 0.45), dy = (y - size / 2.0) / (size * 0.33);
+                float& p = v.voxels[(static_cast<size_t>(z) * size + y) * size + x];
+                if (dx * dx + dy * dy < 1) p = 40;
+                for (double cx : {0.3, 0.7})
+                    if (lungs && std::hypot(x - size * cx, (y - size / 2.0) * 1.3) < size * 0.15) p = -850;
+            }
+    }
+    return v;
+}
+
+/// A ball of voxels (radius in pixels) at (z, y, x), values set to `value` in the volume.
+Component ball(core::Volume& v, int z0, int y0, int x0, int r, float value) {
+    Component c;
+    for (int z = 0; z < v.slices; ++z)
+        for (int y = 0; y < v.rows; ++y)
+            for (int x = 0; x < v.columns; ++x)
+                if (std::hypot((z - z0) * v.slice_spacing / v.row_spacing, y - y0, x - x0) <= r) {
+                    const size_t i = (static_cast<size_t>(z) * v.rows + y) * v.columns + x;
+                    c.voxels.push_back(i);
+                    v.voxels[i] = value;
+                }
+    return c;
+}
+
+std::vector<std::uint8_t> prob_of(const core::Volume& v, const Component& c, std::uint8_t p = 230) {
+    std::vector<std::uint8_t> prob(v.voxels.size(), 0);
+    for (size_t i : c.voxels) prob[i] = p;
+    return prob;
+}
+
+}  // namespace
+
+TEST(Lesions, ComponentsAndMeasurementsOfAHandMadeBall) {
+    core::Volume v = trunk(10, false);
+    Component c = ball(v, 5, 64, 40, 6, 10);
+    auto found = components(prob_of(v, c), v, 127);
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_EQ(found[0].voxels.size(), c.voxels.size());
+    core::Finding f = measure(found[0], v, prob_of(v, c));
+    EXPECT_NEAR(f.diameter_mm, 13 * 2.5, 2.5);  // 13 pixels across at 2.5 mm
+    EXPECT_EQ(f.key_slice, 5);
+    EXPECT_NEAR(f.confidence, 230 / 255.0, 1e-6);
+    EXPECT_FALSE(truncated(f, v));
+    EXPECT_EQ(f.side, "right");  // image left = patient right
+}
+
+TEST(Lesions, ALesionAtTheLastSliceIsTruncated) {
+    core::Volume v = trunk(6, false);
+    core::Finding f = measure(ball(v, 5, 64, 64, 5, 10), v, prob_of(v, ball(v, 5, 64, 64, 5, 10)));
+    EXPECT_TRUE(truncated(f, v));
+}
+
+TEST(Lesions, GateSlicesAndMinDiameter) {
+    EXPECT_FALSE(gate_slices(2, 2));
+    auto g = gate_slices(1, 2);
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "too_few_slices");
+    core::Finding f;
+    f.diameter_mm = 12, f.first_slice = 3, f.last_slice = 6;  // 4 slices
+    EXPECT_FALSE(gate_min_diameter(f, 10, 2.5));
+    EXPECT_TRUE(gate_min_diameter(f, 13, 2.5));  // too small in-plane
+    f.last_slice = 4;                             // 2 slices of 2.5 mm: not 10 mm along z
+    ASSERT_TRUE(gate_min_diameter(f, 10, 2.5));
+    EXPECT_STREQ(reject_name(gate_min_diameter(f, 10, 2.5)->reason), "below_min_diameter");
+}
+
+TEST(Lesions, GateContrastAndConfidence) {
+    core::Volume v = trunk(10, false);
+    Component dark = ball(v, 5, 64, 40, 6, 10);  // 30 HU below the 40 HU trunk
+    const auto prob = prob_of(v, dark);
+    const double hu = contrast(v, dark, prob, 127);
+    EXPECT_NEAR(hu, -30, 1);
+    EXPECT_FALSE(gate_contrast(hu, 10, "tissue"));
+    Component iso = ball(v, 5, 64, 90, 6, 43);
+    auto g = gate_contrast(contrast(v, iso, prob_of(v, iso), 127), 10, "tissue");
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "isodense");
+    EXPECT_EQ(g->why, "+3 HU to the tissue around it");
+    EXPECT_FALSE(gate_confidence(0.8, 0.6));
+    ASSERT_TRUE(gate_confidence(0.55, 0.6));
+    EXPECT_STREQ(reject_name(gate_confidence(0.55, 0.6)->reason), "low_confidence");
+}
+
+TEST(Lesions, RingAroundStaysInTheBoundingBoxAndOutsideTheLesion) {
+    core::Volume v = trunk(1, false, 32, 1);
+    std::vector<size_t> pixels{static_cast<size_t>(10 * 32 + 10)};
+    auto ring = ring_around(v, pixels, 1);
+    EXPECT_EQ(ring.size(), 8u);  // the 3x3 block minus its centre
+    for (size_t i : ring) EXPECT_NE(i, pixels[0]);
+    EXPECT_EQ(ring_around(v, {0}, 2).size(), 8u);  // a corner: clipped at the image border
+}
+
+TEST(Lesions, GateShapeRejectsOutlineOutsideHugeAndShellMasks) {
+    core::Volume v = trunk(10, false);
+    const BodyMap body = body_map(v);
+    auto verdict = [&](const Component& c) { return gate_shape(measure(c, v, prob_of(v, c)), c, v, body); };
+    core::Volume plain = v;
+    EXPECT_FALSE(verdict(ball(plain, 5, 64, 50, 6, 10)));  // inside the body, compact
+    // Outside the body (air above the trunk).
+    Component air;
+    for (int z = 4; z < 7; ++z)
+        for (int y = 2; y < 10; ++y)
+            for (int x = 60; x < 68; ++x) air.voxels.push_back((static_cast<size_t>(z) * 128 + y) * 128 + x);
+    ASSERT_TRUE(verdict(air));
+    EXPECT_STREQ(reject_name(verdict(air)->reason), "implausible_shape");
+    EXPECT_NE(verdict(air)->why.find("outside the body"), std::string::npos);
+    // The body outline: a band along the skin.
+    Component skin;
+    for (int z = 4; z < 7; ++z)
+        for (int y = 0; y < 128; ++y)
+            for (int x = 0; x < 128; ++x) {
+                const double dx = (x - 64.0) / (128 * 0.45), dy = (y - 64.0) / (128 * 0.33), r = std::sqrt(dx * dx + dy * dy);
+                if (r < 1 && r > 0.93 && y > 64) skin.voxels.push_back((static_cast<size_t>(z) * 128 + y) * 128 + x);
+            }
+    ASSERT_TRUE(verdict(skin));
+    EXPECT_NE(verdict(skin)->why.find("body outline"), std::string::npos);
+    // Half the body's cross-section.
+    Component half;
+    for (int z = 4; z < 7; ++z)
+        for (int y = 34; y < 94; ++y)
+            for (int x = 20; x < 70; ++x) half.voxels.push_back((static_cast<size_t>(z) * 128 + y) * 128 + x);
+    ASSERT_TRUE(verdict(half));
+    EXPECT_NE(verdict(half)->why.find("cross-section"), std::string::npos);
+    // A thin shell: a one-pixel circle of 30 pixels' radius inside the body.
+    Component shell;
+    for (int z = 4; z < 7; ++z)
+        for (int a = 0; a < 720; ++a) {
+            const int y = 64 + static_cast<int>(std::lround(25 * std::sin(a * M_PI / 360)));
+            const int x = 64 + static_cast<int>(std::lround(35 * std::cos(a * M_PI / 360)));
+            shell.voxels.push_back((static_cast<size_t>(z) * 128 + y) * 128 + x);
+        }
+    std::sort(shell.voxels.begin(), shell.voxels.end());
+    shell.voxels.erase(std::unique(shell.voxels.begin(), shell.voxels.end()), shell.voxels.end());
+    ASSERT_TRUE(verdict(shell));
+    EXPECT_NE(verdict(shell)->why.find("thin shell"), std::string::npos);
+}
+
+TEST(Region, HeaderFirstThenContent) {
+    core::Volume chest = trunk(8, true);
+    core::Volume abdomen = trunk(8, false);
+    EXPECT_EQ(series_region(chest, body_map(chest)).text(), "CHEST");
+    EXPECT_EQ(series_region(abdomen, body_map(abdomen)).text(), "ABDOMEN");
+    abdomen.body_part = "HEAD";  // the header wins over the content
+    EXPECT_EQ(series_region(abdomen, body_map(abdomen)).text(), "HEAD");
+    core::Volume head = trunk(8, false, 128, 1.2);  // 128 x 1.2 mm: a body under 230 mm wide
+    EXPECT_EQ(series_region(head, body_map(head)).text(), "HEAD");
+    // A chest CT reaching the upper abdomen: lungs on its upper half only.
+    core::Volume both = trunk(10, true);
+    core::Volume lower = trunk(10, false);
+    std::copy(lower.voxels.begin(), lower.voxels.begin() + 4 * 128 * 128, both.voxels.begin());
+    both.body_part = "CHEST";
+    const SeriesRegion r = series_region(both, body_map(both));
+    EXPECT_TRUE(r.has("CHEST"));
+    EXPECT_TRUE(r.has("ABDOMEN"));
+}
+
+TEST(Region, GateRegionRejectsALabelOfAnotherRegion) {
+    SeriesRegion chest{{"CHEST"}, "header: BodyPartExamined CHEST"};
+    EXPECT_FALSE(gate_region("lung nodule", chest));
+    auto g = gate_region("brain tumor", chest);
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "implausible_region");
+    EXPECT_NE(g->why.find("implausible for region CHEST"), std::string::npos);
+    EXPECT_TRUE(gate_region("kidney tumor", chest));
+    EXPECT_FALSE(gate_region("pneumothorax", chest));  // free text of a full model: not restricted
+    EXPECT_FALSE(gate_region("brain tumor", SeriesRegion{}));  // region unknown: nothing restricted
+}
+
+TEST(Domain, WhiteNoiseIsInsideTexturedImagesAndOtherGeometryAreOutside) {
+    core::Volume v = trunk(8, false);
+    std::srand(7);
+    for (auto& x : v.voxels)
+        if (x > -500) x += static_cast<float>((std::rand() % 2001 - 1000) / 50.0);  // white noise, +-20 HU
+    const double white = texture_ratio(v, body_map(v));
+    EXPECT_NEAR(white, 1.0, 0.15);
+    core::Volume smooth = v;  // correlated noise: each pixel the mean of itself and its right neighbour, twice
+    for (int pass = 0; pass < 2; ++pass)
+        for (size_t i = 0; i + 1 < smooth.voxels.size(); ++i)
+            if (smooth.voxels[i] > -500 && smooth.voxels[i + 1] > -500) smooth.voxels[i] = (smooth.voxels[i] + smooth.voxels[i + 1]) / 2;
+    const double real = texture_ratio(smooth, body_map(smooth));
+    EXPECT_GT(real, 1.3);
+    auto d = parse_domain(R"({"description": "phantoms", "axial_only": true,
+                              "CT": {"pixel_spacing_mm": [0.5, 3.0], "slice_spacing_mm": [2, 6], "max_texture_ratio": 1.3}})");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_FALSE(outside_domain(*d, v, white));
+    auto why = outside_domain(*d, smooth, real);
+    ASSERT_TRUE(why);
+    EXPECT_NE(why->find("texture"), std::string::npos);
+    v.slice_spacing = 1;
+    EXPECT_NE(outside_domain(*d, v, white).value_or("").find("slice spacing"), std::string::npos);
+    v.slice_spacing = 5, v.normal = {1, 0, 0};  // sagittal
+    EXPECT_NE(outside_domain(*d, v, white).value_or("").find("not axial"), std::string::npos);
+    v.modality = "MR", v.normal = {0, 0, 1};
+    EXPECT_NE(outside_domain(*d, v, white).value_or("").find("modality MR"), std::string::npos);
+    EXPECT_FALSE(parse_domain(R"({"description": "x", "CT": {"slice_spacing_mm": [5, 2]}})"));
+    EXPECT_FALSE(parse_domain(R"({"CT": {}})"));  // a description is required
+}
