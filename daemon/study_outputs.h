@@ -1,7 +1,7 @@
 #pragma once
 // The DICOM objects of an analyzed study: one SEG per analyzed series with findings, one TID 1500
-// SR per study (CONTRACT.md "DICOM outputs"), written into a folder, with the destinations each
-// one goes to.
+// SR per study (CONTRACT.md "DICOM outputs"), one key image per finding and one Key Object
+// Selection per study, written into a folder, with the destinations each one goes to (by `send`).
 #include <string>
 #include <vector>
 

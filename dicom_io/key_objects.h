@@ -39,7 +39,7 @@ std::string key_image_banner(const Producer& p);
 /// An instance the KOS selects.
 struct KosReference {
     std::string series_uid, sop_class_uid, sop_instance_uid;
-    bool image = true;  // IMAGE content item (key images, SEG); false: COMPOSITE (SR)
+    bool image = true;  // IMAGE content item (key images); false: COMPOSITE (SEG, SR)
 };
 
 struct KosInput {

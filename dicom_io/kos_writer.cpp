@@ -1,5 +1,5 @@
 // Key Object Selection document (TID 2010) through DCMTK's dcmsr: title "Of Interest", a Key
-// Object Description, one IMAGE item per key image and SEG, one COMPOSITE item per SR; the
+// Object Description, one IMAGE item per key image, one COMPOSITE item per SEG and SR; the
 // Current Requested Procedure Evidence Sequence lists the same instances.
 #include "dcmtk/config/osconfig.h"
 
