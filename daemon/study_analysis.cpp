@@ -48,8 +48,13 @@ core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series
                 if (out.region.empty()) out.region = volume->body_part.empty() ? volume->modality : volume->body_part;
                 for (const auto& f : a->findings) {
                     storage::StoredFinding sf{f, "", ""};
-                    for (const auto& l : model.manifest().labels)
+                    const auto& m = model.manifest();
+                    for (const auto& l : m.labels)
                         if (l.text == f.label) sf.code = l.type.value, sf.site_code = l.region.value;
+                    if (sf.code.empty()) {  // free text of the model (format 2): the manifest's generic codes, or
+                        sf.code = m.generic_label ? m.generic_label->type.value : "49755003";  // "Morphologically abnormal structure"
+                        sf.site_code = m.generic_label ? m.generic_label->region.value : "";
+                    }
                     out.findings.push_back(sf);
                 }
                 volume->voxels.clear();
