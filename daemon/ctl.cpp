@@ -130,11 +130,11 @@ int cmd_study(Ctx& c, const std::string& uid) {
                     j["error"].is_null() ? "" : j["error"].get<std::string>().c_str());
     std::printf("outputs:\n");
     for (const auto& o : d["outputs"])
-        std::printf("  %-3s %s  %s\n", o["kind"].get<std::string>().c_str(), o["sop_instance_uid"].get<std::string>().c_str(),
+        std::printf("  %-8s %s  %s\n", o["kind"].get<std::string>().c_str(), o["sop_instance_uid"].get<std::string>().c_str(),
                     o["path"].get<std::string>().c_str());
     std::printf("deliveries:\n");
     for (const auto& x : d["deliveries"])
-        std::printf("  %-12s %-3s %-7s attempts=%d %s\n", x["destination"].get<std::string>().c_str(),
+        std::printf("  %-12s %-8s %-7s attempts=%d %s\n", x["destination"].get<std::string>().c_str(),
                     x["kind"].get<std::string>().c_str(), x["state"].get<std::string>().c_str(), x["attempts"].get<int>(),
                     x["last_error"].is_null() ? "" : x["last_error"].get<std::string>().c_str());
     std::string report = d["report"].get<std::string>();
