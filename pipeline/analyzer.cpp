@@ -246,8 +246,18 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
     std::vector<Candidate> kept;
     for (auto& c : pass) {
         if (m.host_organs.count(c.f.label)) {
-            if (r.out.time_budget_exceeded) {
-                reject(r, c, {Reject::TimeBudget, "the time budget ran out before its host-organ check"});
+            if (r.out.time_budget_exceeded && !c.faint.empty()) {  // isodense: only the organ could have vouched for it
+                reject(r, c, {Reject::TimeBudget, c.faint + "; the time budget ran out before its host-organ check"});
+                continue;
+            }
+            if (r.out.time_budget_exceeded) {  // what it has: the recognized name, without the host-organ check
+                c.f.grounding += "; host-organ check skipped (time budget)";
+                if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
+                    if (auto g = gate_min_diameter(c.f, min->second, v.slice_spacing)) {
+                        reject(r, c, *g);
+                        continue;
+                    }
+                kept.push_back(std::move(c));
                 continue;
             }
             const std::vector<size_t> pixels = slice_pixels(v, comps[c.component].voxels, c.f.key_slice);
