@@ -16,7 +16,7 @@ namespace {
 const pipeline::LabelInfo* label_info(const pipeline::Manifest& m, const std::string& text) {
     for (const auto& l : m.labels)
         if (l.text == text) return &l;
-    return nullptr;
+    return m.generic_label ? &*m.generic_label : nullptr;  // a free-text label (format-2 model): generic codes
 }
 
 std::vector<std::string> destinations_for(const std::string& kind, const std::vector<config::Destination>& all) {

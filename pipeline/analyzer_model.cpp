@@ -237,12 +237,17 @@ core::Result<std::string> describe(const Model& model, const core::Volume& v, st
     }
     y0 = std::max(0, y0 - margin), x0 = std::max(0, x0 - margin);
     y1 = std::min(s - 1, y1 + margin), x1 = std::min(s - 1, x1 + margin);
-    const auto value = static_cast<float>(m.roi_box_value);
-    for (int y = y0; y <= y1; ++y)
-        for (int x = x0; x <= x1; ++x)
-            if (y < y0 + width || y > y1 - width || x < x0 + width || x > x1 - width)
-                key_image[static_cast<size_t>(y) * s + x] = value;
-    auto answer = model.run(key_image, 1, fill(m.prompts.at("description").front(), "{label}", label), &stages);
+    SliceGeometry geometry{v.rows, v.columns, {}};
+    if (m.chat) {  // format 2: the runtime draws the box green on the RGB input, as the published code does
+        geometry.boxes.push_back({x0, y0, x1, y1});
+    } else {
+        const auto value = static_cast<float>(m.roi_box_value);
+        for (int y = y0; y <= y1; ++y)
+            for (int x = x0; x <= x1; ++x)
+                if (y < y0 + width || y > y1 - width || x < x0 + width || x > x1 - width)
+                    key_image[static_cast<size_t>(y) * s + x] = value;
+    }
+    auto answer = model.run(key_image, 1, fill(m.prompts.at("description").front(), "{label}", label), &stages, geometry);
     if (!answer) return answer.error();
     return answer.value().front().text;
 }

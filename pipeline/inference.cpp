@@ -6,7 +6,9 @@
 #include <torch/cuda.h>
 #include <torch/nn/functional.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <sstream>
 
 #include "pipeline/chat.h"
@@ -81,22 +83,45 @@ torch::Tensor resize(const torch::Tensor& x, std::int64_t h, std::int64_t w, boo
                    : F::interpolate(x, o.mode(torch::kBilinear));
 }
 
-/// Grey [B,1,H,W] in [0,1] -> RGB normalized with per-channel mean/std.
-torch::Tensor rgb(const torch::Tensor& grey, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
-    auto m = torch::tensor({mean[0], mean[1], mean[2]}, grey.options()).view({1, 3, 1, 1});
-    auto s = torch::tensor({std[0], std[1], std[2]}, grey.options()).view({1, 3, 1, 1});
-    return (grey.expand({-1, 3, -1, -1}) - m) / s;
+/// Grey [B,1,H,W] or RGB [B,3,H,W] in [0,1] -> RGB normalized with per-channel mean/std.
+torch::Tensor rgb(const torch::Tensor& img, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+    auto m = torch::tensor({mean[0], mean[1], mean[2]}, img.options()).view({1, 3, 1, 1});
+    auto s = torch::tensor({std[0], std[1], std[2]}, img.options()).view({1, 3, 1, 1});
+    return (img.expand({-1, 3, -1, -1}) - m) / s;
+}
+
+/// The grey slices as RGB [B,3,S,S] in [0,1] with each slice's box drawn as a green outline,
+/// `width` pixels wide (the published code's region marking); the slices unchanged without boxes.
+torch::Tensor with_boxes(const torch::Tensor& grey, const SliceGeometry& g) {
+    if (g.boxes.empty()) return grey;
+    torch::Tensor out = grey.expand({-1, 3, -1, -1}).clone();
+    const std::int64_t s = grey.size(3);
+    const std::int64_t width = std::max<std::int64_t>(1, std::lround(2.0 * s / std::max(1, g.columns > 0 ? g.columns : static_cast<int>(s))));
+    auto green = torch::tensor({0.0f, 1.0f, 0.0f}, out.options()).view({3, 1, 1});
+    for (size_t b = 0; b < g.boxes.size() && static_cast<std::int64_t>(b) < out.size(0); ++b) {
+        auto [x0, y0, x1, y1] = g.boxes[b];
+        if (x1 < x0 || y1 < y0) continue;
+        torch::Tensor slice = out[static_cast<long>(b)];
+        auto paint = [&](std::int64_t ya, std::int64_t yb, std::int64_t xa, std::int64_t xb) {
+            ya = std::clamp<std::int64_t>(ya, 0, s), yb = std::clamp<std::int64_t>(yb, 0, s);
+            xa = std::clamp<std::int64_t>(xa, 0, s), xb = std::clamp<std::int64_t>(xb, 0, s);
+            if (ya < yb && xa < xb) slice.slice(1, ya, yb).slice(2, xa, xb).copy_(green.expand({3, yb - ya, xb - xa}));
+        };
+        paint(y0, y0 + width, x0, x1 + 1), paint(y1 + 1 - width, y1 + 1, x0, x1 + 1);
+        paint(y0, y1 + 1, x0, x0 + width), paint(y0, y1 + 1, x1 + 1 - width, x1 + 1);
+    }
+    return out;
 }
 
 /// InternVL's dynamic tiles of each slice, tile-major per slice: [B * grid.count(), 3, T, T].
 torch::Tensor tiles(const ChatSpec& c, const torch::Tensor& img, const TileGrid& grid) {
-    const std::int64_t t = c.tile_size, b = img.size(0);
+    const std::int64_t t = c.tile_size, b = img.size(0), ch = img.size(1);
     torch::Tensor big = resize(img, t * grid.down, t * grid.across, true);
-    // [B,1,down*T,across*T] -> [B, down, across, 1, T, T] -> rows of tiles, left to right.
-    torch::Tensor cut = big.view({b, 1, grid.down, t, grid.across, t}).permute({0, 2, 4, 1, 3, 5})
-                            .reshape({b, grid.down * grid.across, 1, t, t});
+    // [B,C,down*T,across*T] -> [B, down, across, C, T, T] -> rows of tiles, left to right.
+    torch::Tensor cut = big.view({b, ch, grid.down, t, grid.across, t}).permute({0, 2, 4, 1, 3, 5})
+                            .reshape({b, grid.down * grid.across, ch, t, t});
     if (grid.thumbnail) cut = torch::cat({cut, resize(img, t, t, true).unsqueeze(1)}, 1);
-    return rgb(cut.reshape({-1, 1, t, t}), c.mean, c.std);
+    return rgb(cut.reshape({-1, ch, t, t}), c.mean, c.std);
 }
 
 torch::Tensor first_tensor(const c10::IValue& v) { return v.isTuple() ? v.toTuple()->elements()[0].toTensor() : v.toTensor(); }
@@ -107,14 +132,15 @@ core::Result<ImageFeatures> encode_format2(const Model::Impl& I, const torch::Te
     const ChatSpec& c = *m.chat;
     auto t0 = std::chrono::steady_clock::now();
     TileGrid grid = g.rows > 0 ? tile_grid(c, g.columns, g.rows) : tile_grid(c, m.input_size, m.input_size);
-    torch::Tensor visual = first_tensor(I.part("vision_encoder").forward({tiles(c, img, grid)}));
+    const torch::Tensor marked = with_boxes(img, g);
+    torch::Tensor visual = first_tensor(I.part("vision_encoder").forward({tiles(c, marked, grid)}));
     if (visual.dim() != 3 || visual.size(1) != c.tokens_per_tile || visual.size(2) != m.hidden_size)
         return core::make_error(ErrorKind::InvalidInput, "vision_encoder output shape differs from model.json");
     ImageFeatures f{visual.reshape({img.size(0), -1, m.hidden_size}), {}};
     I.sync();
     st.vision += since(t0);
     auto t1 = std::chrono::steady_clock::now();
-    auto out = I.part("grounding_encoder").forward({rgb(img, c.sam_mean, c.sam_std)});
+    auto out = I.part("grounding_encoder").forward({rgb(marked, c.sam_mean, c.sam_std)});
     for (const auto& e : out.toTuple()->elements()) f.grounding.push_back(e.toTensor());
     I.sync();
     st.grounding += since(t1);

@@ -92,6 +92,10 @@ struct StageSeconds {
 /// ratio; 0 = square input_size images).
 struct SliceGeometry {
     int rows = 0, columns = 0;
+    // Format 2's region-aware prompts: per slice, a box (x0, y0, x1, y1; input_size pixels, inclusive)
+    // drawn as a green (0, 255, 0) outline 2 native pixels wide, as the published code marks a region.
+    // Empty: no boxes. (Format 1 draws its ROI box into the grey image itself: roi_box_value.)
+    std::vector<std::array<int, 4>> boxes;
 };
 
 class Model {
