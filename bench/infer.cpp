@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     for (int z = 0; z < slices; z += batch) {
         int n = std::min(batch, slices - z);
         std::vector<float> chunk(images.begin() + static_cast<long>(z * plane), images.begin() + static_cast<long>((z + n) * plane));
-        auto answers = model.value()->run(chunk, n, prompt, &st, {size, size});
+        auto answers = model.value()->run(chunk, n, prompt, &st, {size, size, {}});
         if (!answers) {
             std::fprintf(stderr, "infer: %s\n", answers.error().message.c_str());
             return 1;

@@ -100,7 +100,7 @@ core::Status answer_slices(Run& r) {
         auto t0 = std::chrono::steady_clock::now();
         std::vector<float> images = preprocess(m, v, z0, z1);
         r.out.seconds_preprocess += seconds_since(t0);
-        auto answers = r.model.run_prompts(images, z1 - z0, queries, &r.stages, {v.rows, v.columns});
+        auto answers = r.model.run_prompts(images, z1 - z0, queries, &r.stages, {v.rows, v.columns, {}});
         if (!answers) return answers.error();
         auto t1 = std::chrono::steady_clock::now();
         for (size_t q = 0; q < queries.size(); ++q)

@@ -165,7 +165,7 @@ core::Status organ_planes(const Model& model, const core::Volume& v, const std::
     for (size_t s0 = 0; s0 < slices.size(); s0 += static_cast<size_t>(batch)) {
         const std::vector<int> chunk(slices.begin() + static_cast<long>(s0),
                                      slices.begin() + static_cast<long>(std::min(slices.size(), s0 + static_cast<size_t>(batch))));
-        auto answers = model.run_prompts(preprocess(m, v, chunk), static_cast<int>(chunk.size()), prompts, &stages, {v.rows, v.columns});
+        auto answers = model.run_prompts(preprocess(m, v, chunk), static_cast<int>(chunk.size()), prompts, &stages, {v.rows, v.columns, {}});
         if (!answers) return answers.error();
         auto host = m.host_organs.begin();
         for (size_t q = 0; q < prompts.size(); ++q, ++host)
