@@ -138,7 +138,9 @@ TEST_P(KeyObjects, KeyImageShowsTheOutlineAndTextAndKosReferencesIt) {
     EXPECT_GE(outline, perimeter * 2);  // two pixels wide, all around
     EXPECT_LE(outline, perimeter * 2 + 64);
     EXPECT_GT(text, 100) << "no text drawn under the image";
-    if (c.demonstration) EXPECT_GT(banner, columns * l.banner_rows / 2) << "no banner";
+    if (c.demonstration) {
+        EXPECT_GT(banner, columns * l.banner_rows / 2) << "no banner";
+    }
     EXPECT_EQ(l.banner_rows > 0, c.demonstration);
 
     KosInput kos;
