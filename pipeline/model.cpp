@@ -223,7 +223,9 @@ core::Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const s
     // Warm-up doubles as the shape check of every part against the manifest.
     const auto& m = model->manifest();
     std::vector<float> blank(static_cast<size_t>(m.input_size) * m.input_size, 0.0f);
-    auto warm = model->run(blank, 1, m.prompts.at("recognition").front());
+    // Format 2 warms up on one tile (a 448-px slice), not the tiling of an input_size image (3 x 3 + 1).
+    const int tile = m.chat ? m.chat->tile_size : 0;
+    auto warm = model->run(blank, 1, m.prompts.at("recognition").front(), nullptr, SliceGeometry{tile, tile, {}});
     if (!warm) return bad(dir, "warm-up failed: " + warm.error().message);
     TRIAGE_LOG_INFO("pipeline", "model {} {} loaded on {} ({} threads)", m.name, m.version, model->device_name(),
                     at::get_num_threads());
