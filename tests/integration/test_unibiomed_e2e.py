@@ -197,11 +197,6 @@ class FreeTextAnswerTest(unittest.TestCase):
             write_config(cfg, {"node": {"data_dir": str(work / "d")}, "model": {"bundle": str(bundle)}})
             r = subprocess.run([str(TRIAGECTL), "--config", str(cfg), "analyze", str(work / "in"), "--out",
                                 str(work / "out"), "--json"], capture_output=True, text=True, timeout=600)
-            if r.returncode != 0 and "label 'pneumothorax' is not in the vocabulary" in r.stderr:
-                # Known node defect: daemon/study_outputs.cpp looks a finding's codes up among the
-                # manifest's labels only, not its generic_label, so the study's outputs fail. The
-                # analysis itself kept the finding (its log line says "1 findings").
-                self.skipTest("daemon/study_outputs.cpp has no generic_label fallback: " + r.stderr.strip().splitlines()[-1])
             self.assertEqual(r.returncode, 0, r.stderr[-2000:])
             doc = json.loads(r.stdout)
             doc = doc[0] if isinstance(doc, list) else doc
