@@ -14,6 +14,7 @@ PACKAGES=(
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
   systemd  # systemd-analyze verify of the unit
+  chromium  # the worklist page's browser test drives Debian's Chromium headless (nothing downloads a browser)
 )
 # Node.js and npm (test tools such as dcmjs) from Debian only when the machine has none: a
 # machine that ships its own Node.js build cannot take Debian's npm beside it.
@@ -43,11 +44,13 @@ else
 fi
 
 # Test tools from the npm registry, pinned by tests/js/package-lock.json: dcmjs (the library the
-# OHIF viewer reads SEG with) and @huggingface/tokenizers (the reference of the tokenizer parity
-# test). Only for tests; nothing at build or run time needs them.
+# OHIF viewer reads SEG with), @huggingface/tokenizers (the reference of the tokenizer parity
+# test) and puppeteer-core (drives /usr/bin/chromium over the DevTools protocol; unlike `puppeteer`
+# it downloads no browser). Only for tests; nothing at build or run time needs them.
 JS="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
-if [ ! -f "$JS/node_modules/dcmjs/package.json" ] || [ ! -f "$JS/node_modules/@huggingface/tokenizers/package.json" ]; then
-  echo "install-deps: npm ci in tests/js (dcmjs, @huggingface/tokenizers)"
+if [ ! -f "$JS/node_modules/dcmjs/package.json" ] || [ ! -f "$JS/node_modules/@huggingface/tokenizers/package.json" ] \
+   || [ ! -f "$JS/node_modules/puppeteer-core/package.json" ]; then
+  echo "install-deps: npm ci in tests/js (dcmjs, @huggingface/tokenizers, puppeteer-core)"
   (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 echo "install-deps: done"
