@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "core/analysis.h"
@@ -30,6 +31,7 @@
 #include "dicom_io/dcmtk_setup.h"
 #include "dicom_io/outputs.h"
 #include "dicom_io/store_scp.h"
+#include "pipeline/analyzer.h"
 #include "pipeline/model.h"
 #include "storage/analysis_store.h"
 #include "storage/database.h"
@@ -250,7 +252,22 @@ int run_node(const config::Config& cfg) {
         h.disk_ok = free && h.disk_free_mb >= static_cast<double>(cfg.ingest.min_free_mb);
         return h;
     };
-    ApiContext api_ctx{{index, jobs, results, deliveries, cfg.node.data_dir}, audit, node_metrics(), health, cfg.api.token};
+    StateViews views{index, jobs, results, deliveries, cfg.node.data_dir};
+    // The page's slices use the key images' window: the model's CT window of the series' region,
+    // else (MR, no model) each slice's foreground.
+    StudyImages images(views, [&](const storage::SeriesSummary& s) -> std::optional<std::pair<double, double>> {
+        if (!model || s.modality != "CT" || model->manifest().ct_windows.empty()) return std::nullopt;
+        core::Volume v;
+        v.modality = s.modality;
+        v.body_part = s.body_part;
+        v.series_description = s.description;
+        try {
+            return pipeline::ct_window(model->manifest(), v);
+        } catch (const std::out_of_range&) {
+            return std::nullopt;
+        }
+    });
+    ApiContext api_ctx{views, audit, node_metrics(), health, cfg.api.token, &images};
     HttpLimits limits;
     limits.request_timeout_seconds = cfg.api.request_timeout_seconds;
     HttpServer api([&](const HttpRequest& r) { return handle_api(api_ctx, r); }, limits);

@@ -80,11 +80,9 @@ void print_studies_table(const json& studies) {
 }
 
 int cmd_studies(Ctx& c, bool worklist) {
-    auto studies = c.index->list_studies();
+    auto studies = studies_json(*c.index, *c.results, worklist);
     if (!studies) return fail(studies.error());
-    json out = json::array();
-    for (const auto& s : studies.value()) out.push_back(study_summary_json(s));
-    if (worklist) sort_worklist(out);
+    const json& out = studies.value();
     if (c.json_out) {
         std::cout << out.dump(2) << "\n";
     } else {

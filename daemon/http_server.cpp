@@ -62,6 +62,7 @@ HttpRequest to_request(const http::request<http::string_body>& r) {
         }
     }
     if (auto a = r.find(http::field::authorization); a != r.end()) q.authorization = std::string(a->value());
+    if (auto c = r.find(http::field::cookie); c != r.end()) q.cookie = std::string(c->value());
     return q;
 }
 
@@ -93,7 +94,9 @@ private:
         try {
             res = m_impl.handler(to_request(req));
         } catch (const std::exception& e) {
-            TRIAGE_LOG_ERROR("api", "{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+            // The path only: a query may carry the token (GET /?token=...), which is never logged.
+            std::string path(req.target());
+            TRIAGE_LOG_ERROR("api", "{} {}: {}", std::string(req.method_string()), path.substr(0, path.find('?')), e.what());
             res = {500, "application/json", R"({"error":"internal error"})"};
         }
         reply(res, req.keep_alive());
@@ -106,6 +109,7 @@ private:
         m_response.set(http::field::content_type, r.content_type);
         m_response.set(http::field::cache_control, "no-store");
         if (r.status == 401) m_response.set(http::field::www_authenticate, "Bearer");
+        for (const auto& [name, value] : r.headers) m_response.insert(name, value);
         m_response.body() = r.body;
         m_response.keep_alive(keep_alive);
         m_response.prepare_payload();

@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 
@@ -16,12 +18,16 @@ struct HttpRequest {
     std::string method, target, path;        // target = path + "?" + query
     std::map<std::string, std::string> query;  // decoded
     std::string authorization;
+    std::string cookie;  // the Cookie header as sent ("a=1; b=2"), "" when none
 };
 
 struct HttpResponse {
-    int status = 200;
-    std::string content_type = "application/json";
-    std::string body;
+    HttpResponse(int status_ = 200, std::string content_type_ = "application/json", std::string body_ = {})
+        : status(status_), content_type(std::move(content_type_)), body(std::move(body_)) {}
+    int status;
+    std::string content_type;
+    std::string body;  // bytes (a PNG as well as text)
+    std::vector<std::pair<std::string, std::string>> headers;  // extra fields (Location, Set-Cookie...)
 };
 
 struct HttpLimits {

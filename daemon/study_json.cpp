@@ -74,6 +74,21 @@ void sort_worklist(json& studies) {
     });
 }
 
+core::Result<json> studies_json(storage::InstanceIndex& index, storage::AnalysisStore& results, bool worklist) {
+    auto list = index.list_studies();
+    if (!list) return list.error();
+    auto key_images = results.key_image_counts();
+    if (!key_images) return key_images.error();
+    json out = json::array();
+    for (const auto& s : list.value()) {
+        out.push_back(study_summary_json(s));
+        auto k = key_images->find(s.study_uid);
+        out.back()["key_image_count"] = k == key_images->end() ? 0 : k->second;
+    }
+    if (worklist) sort_worklist(out);
+    return out;
+}
+
 void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& data_dir) {
     d["findings"] = json::array();
     for (const auto& sf : a.findings) {
@@ -98,10 +113,14 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
                                   {"vision", a.seconds_vision}, {"decode", a.seconds_decode}, {"mask", a.seconds_mask}}}};
     d["output_errors"] = a.output_errors;
     d["outputs"] = json::array();
-    for (const auto& o : a.outputs)
+    int key_images = 0;
+    for (const auto& o : a.outputs) {
         d["outputs"].push_back({{"kind", o.kind}, {"sop_instance_uid", o.sop_instance_uid},
                                 {"path", data_dir.empty() ? o.path : data_dir + "/" + o.path},
                                 {"series_uid", o.series_uid}, {"frames", o.frames}});
+        key_images += o.kind == "keyimage" ? 1 : 0;
+    }
+    d["key_image_count"] = key_images;  // GET /api/v1/studies/{uid}/keyimages/{k}.png, k < this
     if (!d.contains("series")) d["series"] = json::array();
     for (const auto& r : a.series) {
         json* entry = nullptr;
@@ -112,6 +131,12 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
             entry = &d["series"].back();
         }
         (*entry)["analyzed"] = r.analyzed;
+        json slices = json::parse(r.slices_json, nullptr, false);
+        (*entry)["slice_count"] = slices.is_array() ? slices.size() : 0;  // GET .../slices/{n}.png, n < this
+        if (r.analyzed && d.value("analyzed_series_uid", json()).is_null() && slices.is_array() && !slices.empty()) {
+            d["analyzed_series_uid"] = r.series_uid;  // the page's default series
+            d["slice_count"] = slices.size();
+        }
         (*entry)["skip_reason"] = r.skip_reason.empty() ? json(nullptr) : json(r.skip_reason);
         (*entry)["warnings"] = (*entry)["not_reported"] = json::array();
         (*entry)["outside_domain"] = (*entry)["time_budget_exceeded"] = false;
@@ -123,6 +148,7 @@ void put_analysis(json& d, const storage::AnalysisRecord& a, const std::string& 
         }
     }
     if (!d.contains("outside_domain")) d["outside_domain"] = false;
+    if (d.value("analyzed_series_uid", json()).is_null()) d["analyzed_series_uid"] = nullptr, d["slice_count"] = 0;
 }
 
 json delivery_json(const storage::Delivery& x) {
@@ -164,6 +190,9 @@ core::Result<json> study_detail_json(const StateViews& v, const std::string& stu
     d["model"] = nullptr;
     d["outputs"] = json::array();
     d["deliveries"] = json::array();
+    d["key_image_count"] = 0;
+    d["analyzed_series_uid"] = nullptr;
+    d["slice_count"] = 0;
     auto analysis = v.results.latest(study_uid);
     if (!analysis) return analysis.error();
     if (analysis.value()) put_analysis(d, *analysis.value(), v.data_dir);

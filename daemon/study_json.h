@@ -20,6 +20,10 @@ nlohmann::json audit_event_json(const storage::AuditEvent& e);
 void sort_worklist(nlohmann::json& studies);
 nlohmann::json delivery_json(const storage::Delivery& d);
 
+/// The `studies` / `worklist` documents: study_summary_json of every study plus `key_image_count`
+/// (key images of its newest analysis, 0 when none), in worklist order when `worklist`.
+core::Result<nlohmann::json> studies_json(storage::InstanceIndex& index, storage::AnalysisStore& results, bool worklist);
+
 /// The stores a study document is read from.
 struct StateViews {
     storage::InstanceIndex& index;

@@ -76,7 +76,7 @@ void draw_slice(RgbImage& img, const RenderInput& in, const KeyImageLayout& l) {
     const double span = in.window_high - in.window_low;
     const int h = in.rows * l.scale, w = in.columns * l.scale;
     auto inside = [&](int y, int x) {
-        return y >= 0 && x >= 0 && y < h && x < w && in.mask[static_cast<size_t>(y / l.scale) * in.columns + x / l.scale] != 0;
+        return in.mask && y >= 0 && x >= 0 && y < h && x < w && in.mask[static_cast<size_t>(y / l.scale) * in.columns + x / l.scale] != 0;
     };
     for (int y = 0; y < h; ++y) {
         for (int x = 0; x < w; ++x) {
@@ -84,7 +84,7 @@ void draw_slice(RgbImage& img, const RenderInput& in, const KeyImageLayout& l) {
             auto g = static_cast<std::uint8_t>(std::lround(std::clamp((v - in.window_low) / span, 0.0, 1.0) * 255));
             std::uint8_t grey[3] = {g, g, g};
             bool edge = false;
-            if (!inside(y, x))
+            if (in.mask && !inside(y, x))
                 for (int dy = -kOutlineWidth; dy <= kOutlineWidth && !edge; ++dy)
                     for (int dx = -kOutlineWidth; dx <= kOutlineWidth && !edge; ++dx) edge = inside(y + dy, x + dx);
             std::uint8_t* p = img.rgb.data() + (static_cast<size_t>(l.image_top + y) * img.columns + x) * 3;
@@ -104,11 +104,41 @@ KeyImageLayout key_image_layout(const RenderInput& in) {
     return l;
 }
 
-core::Result<RgbImage> render_key_image(const RenderInput& in) {
-    if (!in.pixels || !in.mask || in.rows < 1 || in.columns < 1 || in.rows > 4096 || in.columns > 4096)
+namespace {
+
+core::Status check_input(const RenderInput& in, bool need_mask) {
+    if (!in.pixels || (need_mask && !in.mask) || in.rows < 1 || in.columns < 1 || in.rows > 4096 || in.columns > 4096)
         return core::make_error(core::ErrorKind::InvalidInput, "key image: no slice or a slice size out of range");
     if (!(in.window_high > in.window_low))
         return core::make_error(core::ErrorKind::InvalidInput, "key image: empty display window");
+    return {};
+}
+
+}  // namespace
+
+core::Result<RgbImage> render_slice(const RenderInput& in) {
+    if (auto st = check_input(in, false); !st) return st.error();
+    KeyImageLayout l;
+    l.scale = key_image_layout(in).scale;
+    RgbImage img;
+    img.columns = in.columns * l.scale;
+    img.rows = in.rows * l.scale;
+    img.rgb.assign(static_cast<size_t>(img.rows) * img.columns * 3, 0);
+    draw_slice(img, in, l);
+    return img;
+}
+
+std::pair<double, double> foreground_window(const float* pixels, std::size_t count) {
+    double s = 0, ss = 0, n = 0;
+    for (std::size_t i = 0; i < count; ++i)
+        if (pixels[i] > 0) s += pixels[i], ss += double(pixels[i]) * pixels[i], n += 1;
+    double mean = n ? s / n : 0, sd = n ? std::sqrt(std::max(ss / n - mean * mean, 0.0)) : 1;
+    if (sd < 1e-6) sd = 1;
+    return {std::max(0.0, mean - 2 * sd), mean + 3 * sd};
+}
+
+core::Result<RgbImage> render_key_image(const RenderInput& in) {
+    if (auto st = check_input(in, true); !st) return st.error();
     std::string font = in.font_file.empty() ? TRIAGE_FONT_FILE : in.font_file;
     FT_Library raw_library = nullptr;
     if (FT_Init_FreeType(&raw_library) != 0) return core::make_error(core::ErrorKind::Internal, "key image: FreeType init failed");

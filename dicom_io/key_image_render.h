@@ -4,7 +4,9 @@
 // above the image and text lines below it. Text is drawn with FreeType from a TrueType font
 // (DejaVu Sans from Debian's fonts-dejavu-core by default). Thread-safe: no shared state.
 #include <cstdint>
+#include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -19,7 +21,7 @@ struct RgbImage {
 
 struct RenderInput {
     const float* pixels = nullptr;        // rows*columns values in modality units
-    const std::uint8_t* mask = nullptr;   // rows*columns; non-zero = the finding
+    const std::uint8_t* mask = nullptr;   // rows*columns; non-zero = the finding (render_slice: may be null)
     int rows = 0, columns = 0;
     double window_low = 0, window_high = 1;  // values at or below low are black, at or above high white
     std::string banner;                   // UTF-8; "" = no banner
@@ -41,5 +43,13 @@ KeyImageLayout key_image_layout(const RenderInput& in);
 
 /// InvalidInput on bad sizes or a window with high <= low; Internal when the font cannot be loaded.
 core::Result<RgbImage> render_key_image(const RenderInput& in);
+
+/// The slice alone (no banner, no text, no font), scaled like a key image; `in.mask` may be null
+/// (no outline). InvalidInput on bad sizes or an empty window.
+core::Result<RgbImage> render_slice(const RenderInput& in);
+
+/// The window for a slice without a stored one (MR, z-score normalised by the analysis): mean - 2 SD
+/// to mean + 3 SD of the foreground (values > 0), low clamped at 0.
+std::pair<double, double> foreground_window(const float* pixels, std::size_t count);
 
 }  // namespace triage::dicom_io

@@ -66,12 +66,7 @@ std::string patient_orientation(DcmDataset& src) {
 /// slice's foreground, as the analysis' z-score normalisation sees it.
 std::pair<double, double> display_window(const KeyImageInput& in, const std::vector<float>& pixels) {
     if (!in.window_from_slice) return {in.window_low, in.window_high};
-    double s = 0, ss = 0, n = 0;
-    for (float x : pixels)
-        if (x > 0) s += x, ss += double(x) * x, n += 1;
-    double mean = n ? s / n : 0, sd = n ? std::sqrt(std::max(ss / n - mean * mean, 0.0)) : 1;
-    if (sd < 1e-6) sd = 1;
-    return {std::max(0.0, mean - 2 * sd), mean + 3 * sd};
+    return foreground_window(pixels.data(), pixels.size());
 }
 
 core::Status put_source_reference(DcmDataset& ds, DcmDataset& src, int frame) {

@@ -11,6 +11,7 @@ PACKAGES=(
   libfmt-dev libopenjp2-7-dev libgtest-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev
   libicu-dev  # Unicode classes and NFC for the BPE tokenizer
   libfreetype-dev fonts-dejavu-core  # text burned into the key images
+  libpng-dev  # the worklist page's slice and key-image PNGs
   # test peers and tools
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
   systemd  # systemd-analyze verify of the unit

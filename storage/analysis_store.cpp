@@ -103,6 +103,15 @@ core::Result<bool> AnalysisStore::has_results(std::int64_t job_id) {
     return n->front() > 0;
 }
 
+core::Result<std::map<std::string, int>> AnalysisStore::key_image_counts() {
+    auto rows = m_db.select<std::pair<std::string, int>>(
+        "SELECT o.study_uid, count(*) FROM outputs o WHERE o.kind='keyimage' AND "
+        "o.job_id=(SELECT max(a.job_id) FROM analyses a WHERE a.study_uid=o.study_uid) GROUP BY o.study_uid",
+        [](Statement&) {}, [](const Statement& s) { return std::pair{s.text(0), static_cast<int>(s.integer(1))}; });
+    if (!rows) return rows.error();
+    return std::map<std::string, int>(rows->begin(), rows->end());
+}
+
 core::Result<std::optional<AnalysisRecord>> AnalysisStore::latest(const std::string& study_uid) {
     auto heads = m_db.select<AnalysisRecord>(
         "SELECT job_id,study_uid,model_name,model_version,model_sha256,region,report_findings,report_impression,"

@@ -1,5 +1,6 @@
 #pragma once
 // Analysis results per job (tables analyses, series_results, findings). Thread-safe.
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,6 +67,8 @@ public:
     core::Result<bool> has_results(std::int64_t job_id);
     /// The results of the study's newest job that produced any; nullopt when none.
     core::Result<std::optional<AnalysisRecord>> latest(const std::string& study_uid);
+    /// Per study, how many key images its newest analysis wrote (studies with none are absent).
+    core::Result<std::map<std::string, int>> key_image_counts();
 
 private:
     Database& m_db;

@@ -20,6 +20,12 @@ public:
     core::Status append_in_tx(AuditEvent event);
     /// Events with time >= since (all when empty), oldest first; at most `limit`.
     core::Result<std::vector<AuditEvent>> list(const std::string& since, int limit = 100000);
+    /// The events of one study with time >= since (all when empty), oldest first; at most `limit`.
+    core::Result<std::vector<AuditEvent>> list_for_study(const std::string& study_uid, const std::string& since,
+                                                         int limit = 100000);
+    /// The id of the newest event, 0 when there is none. Every audited change (an instance stored,
+    /// a job's state, an output, a delivery outcome) makes it grow: the worklist page polls it.
+    core::Result<std::int64_t> latest_id();
 
 private:
     Database& m_db;
