@@ -5,6 +5,9 @@ study-level sensitivity/specificity, and 3D lesion Dice per class, scored from t
 node writes (mapped back onto the source slices by tools/dicomseg.py), so geometry counts.
 
 usage: evaluate.py --bundle DIR --triagectl build/triagectl [--studies 36] [--seed 900000] [--json OUT]
+                   [--variant default|broad]
+--variant broad generates the held-out studies with the broad phantom mode (the spec's whole range,
+40-200 CT slices); use a fresh --work folder per variant (cached studies are reused as they are).
 """
 import argparse
 import json
@@ -95,6 +98,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--work", help="keep the generated studies here and reuse them on the next run")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--variant", choices=["default", "broad"], default="default")
     a = ap.parse_args()
     work = pathlib.Path(a.work) if a.work else pathlib.Path(tempfile.mkdtemp(prefix="triage-eval-"))
     truth = {}
@@ -111,7 +115,8 @@ def main():
             truth[str(z["uid"])] = Truth(str(z["region"]), z["shape"], list(zip(z["labels"], z["diameters"], z["masks"])),
                                          work / "in" / f"s{i:03d}")
             continue
-        ph = make_phantom(seed, region, labels=labels, slices=int(rng.integers(40, 100)) if region != "HEAD" else None)
+        slices = int(rng.integers(40, 100)) if region != "HEAD" else None
+        ph = make_phantom(seed, region, labels=labels, slices=None if a.variant == "broad" else slices, variant=a.variant)
         uid = write_study(work / "in" / f"s{i:03d}", ph, seed)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, uid=uid, region=ph.region, shape=np.array(ph.volume.shape),

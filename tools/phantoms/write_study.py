@@ -2,7 +2,7 @@
 """Writes a phantom study as DICOM files (one file per slice, names in no particular order).
 
 usage: write_study.py OUT_DIR [--seed N] [--region CHEST|ABDOMEN|HEAD] [--lesions LABEL,...|none]
-                      [--slices N] [--masks FILE.npz]
+                      [--slices N] [--masks FILE.npz] [--variant default|broad]
 """
 import argparse
 import datetime
@@ -86,9 +86,11 @@ def main():
                                       "'none' for a study without lesions; default: 0-2 random ones")
     ap.add_argument("--slices", type=int)
     ap.add_argument("--masks", help="also write the lesion masks to this .npz")
+    ap.add_argument("--variant", choices=["default", "broad"], default="default",
+                    help="broad: the spec's whole range (tools/phantoms/phantom.py, issue 15)")
     a = ap.parse_args()
     labels = None if not a.lesions else [] if a.lesions == "none" else a.lesions.split(",")
-    ph = make_phantom(a.seed, a.region, labels=labels, slices=a.slices)
+    ph = make_phantom(a.seed, a.region, labels=labels, slices=a.slices, variant=a.variant)
     study = write_study(a.out, ph, a.seed)
     if a.masks:
         np.savez_compressed(a.masks, **{f"{i}:{l.label}": l.mask for i, l in enumerate(ph.lesions)})
