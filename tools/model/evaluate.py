@@ -8,6 +8,14 @@ usage: evaluate.py --bundle DIR --triagectl build/triagectl [--studies 36] [--se
                    [--variant default|broad]
 --variant broad generates the held-out studies with the broad phantom mode (the spec's whole range,
 40-200 CT slices); use a fresh --work folder per variant (cached studies are reused as they are).
+       evaluate.py ... --renderer alt [--jobs N] [--subset A:B]
+       evaluate.py --merge RESULT.json ...
+--renderer alt draws the studies with tools/phantoms_alt/render.py, the second renderer of PHANTOMS.md
+(written from the spec alone, never used for training), with the same mix: region by study index,
+0/1/1/2 lesions, a class drawn per lesion; its slice counts cover the spec's range (CT 40-200, MR
+30-80). Truth (lesion masks, labels) comes from the renderer's sidecar, written under --work/truth.
+--subset A:B analyzes studies A..B-1 only (its own in-/out- folders); --merge pools the per-study rows
+of several result files into one summary (recognition, per class, Dice >= 10 mm, misses).
 """
 import argparse
 import json
@@ -30,6 +38,8 @@ from phantom import REGION_CLASSES, make_phantom  # noqa: E402
 from write_study import write_study  # noqa: E402
 sys.path.insert(0, str(ROOT / "tools" / "model"))
 from common import description_text  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools" / "phantoms_alt"))
+import render as alt_render  # noqa: E402
 
 LABELS = ["liver tumor", "kidney tumor", "pancreas tumor", "lung nodule", "lung tumor", "brain tumor"]
 
@@ -89,7 +99,69 @@ def dice(a, b):
     return 2.0 * (a & b).sum() / s if s else 1.0
 
 
+def _alt_one(job):
+    i, seed, region, labels, work = job
+    prefix = work / "truth" / f"s{i:03d}"
+    if not pathlib.Path(str(prefix) + ".json").exists():
+        t = alt_render.render_study(work / "in" / f"s{i:03d}", seed, region, labels, truth_prefix=prefix)
+        print(f"rendered {i}: {region} {[r['label'] for r in t['lesions']]} {t['shape'][0]} slices", flush=True)
+    return i
+
+
+def alt_truth(a, work, regions):
+    """Renders (or reuses) the --renderer alt studies; returns {study uid: Truth}."""
+    jobs = []
+    lo, hi = (int(x) for x in a.subset.split(":")) if a.subset else (0, a.studies)
+    for i in range(lo, min(hi, a.studies)):
+        seed = a.seed + i
+        rng = np.random.default_rng(seed)
+        region = regions[i % 3]
+        n_les = [0, 1, 1, 2][i // 3 % 4]
+        cls = alt_render.REGION_LABELS[region]
+        jobs.append((i, seed, region, [cls[rng.integers(len(cls))] for _ in range(n_les)], work))
+    (work / "truth").mkdir(parents=True, exist_ok=True)
+    if a.jobs > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(a.jobs) as pool:
+            list(pool.imap_unordered(_alt_one, jobs))
+    else:
+        for j in jobs:
+            _alt_one(j)
+    truth = {}
+    for i, *_ in jobs:
+        prefix = work / "truth" / f"s{i:03d}"
+        t = json.loads(pathlib.Path(str(prefix) + ".json").read_text())
+        lab = np.load(str(prefix) + ".npz")["labels"]
+        truth[t["study_uid"]] = Truth(t["region"], t["shape"], [(r["label"], r["diameter_mm"], lab == j)
+                                                                 for j, r in enumerate(t["lesions"], 1)],
+                                      work / "in" / f"s{i:03d}")
+    return truth
+
+
+def merge(paths):
+    """Pools the per-study rows of several result files (e.g. --subset runs) into one summary."""
+    rows = sum((json.loads(pathlib.Path(p).read_text())["per_study"] for p in paths), [])
+    classes = alt_render.REGION_LABELS
+    out = {"studies": len(rows), "recognition_accuracy": sum(r["exact"] for r in rows) / len(rows), "per_class": {}}
+    for l in LABELS:
+        region = next(k for k, v in classes.items() if l in v)
+        rs = [r for r in rows if r["region"] == region]
+        pos = [l in {f[0] for f in r["reported"]} for r in rs if l in r["truth"]]
+        neg = [l not in {f[0] for f in r["reported"]} for r in rs if l not in r["truth"]]
+        d = [x[2] for r in rs for x in r["lesions"] if x[0] == l]
+        out["per_class"][l] = {"sensitivity": sum(pos) / max(1, len(pos)), "specificity": sum(neg) / max(1, len(neg)),
+                               "dice_mean": float(np.mean(d)) if d else None, "lesions": len(d), "positive_studies": len(pos)}
+    d10 = [x[2] for r in rows for x in r["lesions"] if x[1] >= 10]
+    out["mean_dice_lesions_ge_10mm"] = float(np.mean(d10)) if d10 else None
+    out["seconds_per_study"] = float(np.mean([r["seconds"] for r in rows]))
+    out["seconds_per_slice"] = float(np.mean([r["seconds"] / r["slices"] for r in rows]))
+    out["misses"] = [r for r in rows if not r["exact"]]
+    print(json.dumps(out, indent=2))
+
+
 def main():
+    if sys.argv[1:2] == ["--merge"]:
+        return merge(sys.argv[2:])
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--triagectl", default=str(ROOT / "build" / "triagectl"))
@@ -99,11 +171,19 @@ def main():
     ap.add_argument("--work", help="keep the generated studies here and reuse them on the next run")
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--variant", choices=["default", "broad"], default="default")
+    ap.add_argument("--renderer", choices=["own", "alt"], default="own",
+                    help="own: tools/phantoms (the training generator); alt: tools/phantoms_alt (validation only)")
+    ap.add_argument("--jobs", type=int, default=1, help="studies rendered in parallel (--renderer alt)")
+    ap.add_argument("--subset", help="A:B: analyze only studies A..B-1 of the set (scores merge by their per-study rows)")
     a = ap.parse_args()
     work = pathlib.Path(a.work) if a.work else pathlib.Path(tempfile.mkdtemp(prefix="triage-eval-"))
     truth = {}
     regions = ["CHEST", "ABDOMEN", "HEAD"]
-    for i in range(a.studies):
+    classes = REGION_CLASSES
+    if a.renderer == "alt":
+        classes = alt_render.REGION_LABELS
+        truth = alt_truth(a, work, regions)
+    for i in range(a.studies if a.renderer == "own" else 0):
         seed = a.seed + i
         rng = np.random.default_rng(seed)
         region = regions[i % 3]
@@ -130,12 +210,22 @@ def main():
         return
     cfg = work / "eval.toml"
     cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n')
-    r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(work / "in"), "--out", str(work / "out"),
+    inputs, out = work / "in", work / "out"
+    if a.subset:  # a folder of links to the chosen studies, its own output folder
+        lo, hi = (int(x) for x in a.subset.split(":"))
+        inputs, out = work / f"in-{lo}-{hi}", work / f"out-{lo}-{hi}"
+        inputs.mkdir(exist_ok=True)
+        for i in range(lo, min(hi, a.studies)):
+            link = inputs / f"s{i:03d}"
+            if not link.exists():
+                link.symlink_to(work / "in" / f"s{i:03d}")
+    r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(inputs), "--out", str(out),
                         "--json"], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"triagectl analyze failed: {r.stderr[-2000:]}")
     docs = json.loads(r.stdout)
     docs = docs if isinstance(docs, list) else [docs]
+    rows = []  # per study: truth, reported, lesion Dice (to merge --subset runs)
     exact, tp, fp, fn, tn = 0, defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
     dices, dices10, seconds, bleu, rouge = defaultdict(list), [], [], [], []
     for d in docs:
@@ -146,7 +236,7 @@ def main():
         if want != got:
             print(f"{ph.folder.name} {ph.region}: truth {sorted(want)} found {sorted(got)} "
                   f"{[(f['label'], round(f['diameter_mm'])) for f in d['findings']]}", file=sys.stderr)
-        for label in REGION_CLASSES[ph.region]:
+        for label in classes[ph.region]:
             if label in want:
                 (tp if label in got else fn)[label] += 1
             else:
@@ -155,6 +245,7 @@ def main():
         for o in d["outputs"]:
             if o["kind"] == "seg":
                 seg = seg_to_volume(o["path"], source_slices(sorted(ph.folder.iterdir())))[0]
+        lesion_dice = []
         for label, diameter, mask in ph.lesions:
             hit = np.unique(seg[mask])
             pred = np.isin(seg, hit[hit > 0])
@@ -166,9 +257,15 @@ def main():
                 bleu.append(bleu1(hyp, ref))
                 rouge.append(rouge_l(hyp, ref))
             dices[label].append(dsc)
+            lesion_dice.append(dsc)
             if diameter >= 10:
                 dices10.append(dsc)
         seconds.append(d["analysis"]["seconds"]["total"] / max(1, ph.shape[0]))
+        rows.append({"study": ph.folder.name, "region": ph.region, "slices": ph.shape[0], "truth": sorted(want),
+                     "reported": [(f["label"], round(f["diameter_mm"], 1)) for f in d["findings"]],
+                     "exact": want == got, "seconds": d["analysis"]["seconds"]["total"],
+                     "lesions": [(label, round(float(diameter), 1), round(float(dc), 3))
+                                 for (label, diameter, _), dc in zip(ph.lesions, lesion_dice)]})
     result = {
         "studies": len(docs), "recognition_accuracy": exact / len(docs),
         "per_class": {l: {"sensitivity": tp[l] / max(1, tp[l] + fn[l]), "specificity": tn[l] / max(1, tn[l] + fp[l]),
@@ -178,6 +275,9 @@ def main():
         "descriptions": {"compared": len(bleu), "bleu1": float(np.mean(bleu)) if bleu else None,
                          "rouge_l": float(np.mean(rouge)) if rouge else None},
         "seconds_per_slice": float(np.mean(seconds)),
+        "seconds_per_study": float(np.mean([r["seconds"] for r in rows])),
+        "renderer": a.renderer, "seed": a.seed, "subset": a.subset,
+        "per_study": rows,
     }
     print(json.dumps(result, indent=2))
     if a.json:
