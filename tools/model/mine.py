@@ -5,6 +5,7 @@ algorithm) and keeps the slices it gets wrong: false-positive mask pixels on tis
 lesion, or a lesion it misses (less than half of it covered).
 
 usage: mine.py --bundle DIR --out hard.npz --studies N --seed S [--regions ABDOMEN CHEST] [--min-pixels 16]
+             [--variant default|broad]
 """
 import argparse
 import functools
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--studies", type=int, default=60)
     ap.add_argument("--seed", type=int, default=49)
     ap.add_argument("--regions", nargs="+", default=["ABDOMEN", "CHEST"])
+    ap.add_argument("--variant", choices=["default", "broad"], default="default", help="phantom variant (phantom.py)")
     ap.add_argument("--min-pixels", type=int, default=16, help="false-positive pixels that make a slice hard")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -50,7 +52,7 @@ def main():
     seeds = [a.seed * 100000 + i for i in range(a.studies)]
     keep, fp_slices, missed_slices, total = [[], [], []], 0, 0, 0
     with multiprocessing.Pool(1) as pool:  # generation overlaps inference
-        make = functools.partial(one_study, every_slice=True)
+        make = functools.partial(one_study, every_slice=True, variant=a.variant)
         jobs = [pool.apply_async(make, (s,), {"region": a.regions[i % len(a.regions)]}) for i, s in enumerate(seeds)]
         for i, job in enumerate(jobs):
             images, masks, modality = job.get()[:3]

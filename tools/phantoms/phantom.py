@@ -535,17 +535,17 @@ def _lesion_shape(rng, px, dz, zc_off, target):
     the centre slice and rows/cols relative to the centre pixel, and its measured diameter."""
     ratio = (rng.uniform(0.6, 1.0), 1.0)
     rz_f = rng.uniform(0.45, 1.0)
-    wob = rng.uniform(0.0, 0.2)
+    wob = rng.uniform(0.0, 0.14)  # smooth irregular (lobulated) outlines, never star-like
     ang = rng.uniform(0, np.pi)
-    harm = [(k, wob * rng.uniform(-1, 1) / max(1, k - 1) ** 0.5, rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4, 5)]
-    harm_phi = [(k, wob * 0.7 * rng.uniform(-1, 1), rng.uniform(0, 2 * np.pi)) for k in (1, 2)]
+    harm = [(k, wob * rng.uniform(-1, 1) / max(1, k - 1) ** 0.5, rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)]
+    harm_phi = [(k, wob * 0.6 * rng.uniform(-1, 1), rng.uniform(0, 2 * np.pi)) for k in (1, 2)]
     scale = target / 2
     for _ in range(4):
         r_in = scale
         ry, rx, rz = r_in * ratio[0], r_in * ratio[1], r_in * rz_f
         R = r_in * 1.55
         nr, nk = int(np.ceil(R / px)), int(np.ceil((rz * 1.55) / dz))
-        kk = np.arange(-nk, nk + 1) * dz - np.clip(zc_off, -0.6 * rz, 0.6 * rz)  # the centre slice cuts it
+        kk = np.arange(-nk, nk + 1) * dz - np.clip(zc_off, -0.4 * rz, 0.4 * rz)  # the centre slice cuts it
         rr = np.arange(-nr, nr + 1) * px
         z, y, x = np.meshgrid(kk, rr, rr, indexing="ij")
         ca, sa = np.cos(ang), np.sin(ang)
@@ -562,7 +562,7 @@ def _lesion_shape(rng, px, dz, zc_off, target):
                 while kk_ < k:
                     ek, kk_ = ek * e, kk_ + 1
                 mod += np.float32(amp * np.cos(ph)) * ek.real - np.float32(amp * np.sin(ph)) * ek.imag
-        m = d / np.clip(mod, 0.6, 1.45) <= 1.0
+        m = d / np.clip(mod, 0.7, 1.35) <= 1.0
         if m.sum() < 4:
             scale *= 1.3
             continue
@@ -570,6 +570,10 @@ def _lesion_shape(rng, px, dz, zc_off, target):
         if abs(measured - target) <= 0.02 * target + px:
             break
         scale *= target / measured
+    # a lesion is a solid blob: its largest cross-section fills at least half the ellipse of its
+    # measured diameter (a slice through a lobulated pole can otherwise leave thin arms)
+    if m.sum(axis=(1, 2)).max() < 0.5 * np.pi / 4 * (measured / px) ** 2 * ratio[0]:
+        measured = float("nan")
     return -nk, -nr, m, measured
 
 
@@ -624,7 +628,7 @@ _MODES = {"liver tumor": ["uniform", "uniform", "edge", "dome", "posterior", "po
           "kidney tumor": ["uniform", "edge", "edge"],
           "pancreas tumor": ["uniform", "head", "body", "tail"],
           "lung nodule": ["uniform", "uniform", "edge", "mediastinum"],
-          "lung tumor": ["uniform", "edge", "mediastinum", "mediastinum"],
+          "lung tumor": ["uniform", "edge", "mediastinum"],
           "brain tumor": ["uniform", "uniform", "edge"]}
 
 
