@@ -579,12 +579,12 @@ def _lesion_shape(rng, px, dz, zc_off, target):
 
 def _host_pick(rng, label, host, lab, geo, mode):
     """A centre voxel (k, row, col) for a lesion of this class in host, by placement mode."""
-    hid = _IDS.get(host, host) if isinstance(host, str) else host
+    hid = _IDS[host]
     counts = geo["counts"][hid]
     ks = np.nonzero(counts)[0]
     if len(ks) == 0:
         return None
-    px, yv, xv = geo["px"], geo["yv"], geo["xv"]
+    yv, xv = geo["yv"], geo["xv"]
     if mode == "cut":  # lesion centre on (or next to) the slab's first or last slice, or the organ's end
         ends = [e for e in (0, lab.shape[0] - 1) if counts[e]] or [ks[0], ks[-1]]
         k = int(rng.choice(ends))
