@@ -42,12 +42,13 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-function when(iso) {
+function when(iso, seconds) {
   if (!iso) return "";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
   const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}${seconds ? ":" + pad(d.getSeconds()) : ""}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
 }
 
 function setStatus(text, offline) {
@@ -122,7 +123,7 @@ function showSlice(n) {
   s.index = Math.max(0, Math.min(s.count - 1, Math.round(n)));
   $("#slice-range").value = String(s.index);
   $("#slice-index").textContent = String(s.index);
-  $("#slice-of").textContent = `(${s.index + 1} of ${s.count})`;
+  $("#slice-of").textContent = `slice ${s.index + 1} of ${s.count}`;
   const img = $("#slice");
   const url = sliceUrl();
   if (img.getAttribute("src") === url) return;
@@ -143,7 +144,7 @@ function renderReport(d) {
     const ul = el("ul");
     for (const f of d.findings)
       ul.append(el("li", { text: `${f.label}: ${Number(f.diameter_mm).toFixed(0)} mm, ${Number(f.volume_ml).toFixed(1)} mL, ` +
-                                 `slices ${f.first_slice}-${f.last_slice} (key ${f.key_slice})` }));
+                                 `slices ${f.first_slice + 1}-${f.last_slice + 1}, key slice ${f.key_slice + 1}` }));
     items.push(ul);
   }
   section("#report", "Report", ...items);
@@ -174,7 +175,7 @@ function auditDetail(e) {
 
 function renderAudit(events) {
   const last = events.slice(-200).reverse();  // newest first
-  const rows = last.map((e) => el("tr", {}, el("td", { text: when(e.time) }), el("td", { text: e.event }),
+  const rows = last.map((e) => el("tr", {}, el("td", { class: "time", text: when(e.time, true) }), el("td", { text: e.event }),
                                   el("td", { class: "uid", text: auditDetail(e) })));
   section("#audit", `Audit events (${events.length})`,
           rows.length ? el("table", {}, el("tbody", {}, ...rows)) : el("p", { text: "No events." }));
@@ -184,7 +185,7 @@ function renderFindingLinks(d, series) {
   const box = $("#finding-links");
   box.replaceChildren();
   (d.findings || []).filter((f) => f.series_uid === series).forEach((f) => {
-    const b = el("button", { type: "button", text: `${f.label} (key slice ${f.key_slice})` });
+    const b = el("button", { type: "button", text: `${f.label}: key slice ${f.key_slice + 1}` });
     b.addEventListener("click", () => showSlice(f.key_slice));
     box.append(b);
   });
@@ -201,8 +202,9 @@ async function loadStudy(uid, first) {
   s.detail = detail;
   s.series = detail.analyzed_series_uid;
   s.count = detail.slice_count || 0;
-  $("#study-title").textContent = `${detail.patient_id || "(no ID)"} · ${detail.accession || "no accession"} · ` +
-                                  `${detail.study_description || ""} · ${detail.state}`;
+  $("#study-title").textContent = [detail.patient_id || "(no patient ID)", detail.accession || "(no accession)",
+                                   detail.study_description, (detail.modalities || []).join(", "), detail.state]
+    .filter(Boolean).join(" · ");
   renderReport(detail);
   renderOutputs(detail);
   renderAudit(events);
