@@ -440,3 +440,44 @@ TEST_F(StorageTest, V8KeepsOutputsAndDeliveriesAndTakesKeyImagesAndKos) {
     r.study_uid = "4.3";
     EXPECT_FALSE(store.save(r));  // the kinds stay checked
 }
+
+namespace {
+// What the worklist page polls and filters: the newest audit id moves with every audited change;
+// one study's events; per study the key images of its newest analysis.
+TEST_F(StorageTest, AuditVersionStudyFilterAndKeyImageCounts) {
+    EXPECT_EQ(audit->latest_id().value(), 0);
+    ASSERT_TRUE(index->record_instance(instance("8.1", "8.1.1"), "T"));
+    const std::int64_t v1 = audit->latest_id().value();
+    EXPECT_GT(v1, 0);
+    ASSERT_TRUE(index->record_instance(instance("8.2", "8.2.1"), "T"));
+    EXPECT_GT(audit->latest_id().value(), v1);
+    auto one = audit->list_for_study("8.1", "").value();
+    ASSERT_FALSE(one.empty());
+    EXPECT_TRUE(std::all_of(one.begin(), one.end(), [](const AuditEvent& e) { return e.study_uid == "8.1"; }));
+    EXPECT_TRUE(audit->list_for_study("8.1", "2099-01-01T00:00:00.000Z").value().empty());
+    EXPECT_TRUE(audit->list_for_study("9.9", "").value().empty());
+
+    AnalysisStore store(*db, *audit, clock);
+    EXPECT_TRUE(store.key_image_counts().value().empty());
+    auto save = [&](const std::string& study, int key_images) {
+        auto job = jobs->complete_study(study, std::nullopt, "forced").value().value();
+        ASSERT_TRUE(jobs->claim().value());
+        AnalysisRecord r;
+        r.job_id = job.id;
+        r.study_uid = study;
+        r.model_name = "m";
+        r.model_version = "1";
+        r.model_sha256 = std::string(64, 'a');
+        for (int k = 0; k < key_images; ++k)
+            r.outputs.push_back({0, "keyimage", study + ".70", study + ".1", "1.2.840.10008.5.1.4.1.1.7",
+                                 study + ".70." + std::to_string(job.id) + "." + std::to_string(k), "outputs/k.dcm", 0, {}});
+        ASSERT_TRUE(store.save(r));
+        ASSERT_TRUE(jobs->finish(job.id, true, ""));
+    };
+    save("8.1", 2);
+    save("8.2", 0);
+    EXPECT_EQ(store.key_image_counts().value(), (std::map<std::string, int>{{"8.1", 2}}));
+    save("8.1", 1);  // a newer analysis counts alone
+    EXPECT_EQ(store.key_image_counts().value(), (std::map<std::string, int>{{"8.1", 1}}));
+}
+}  // namespace
