@@ -19,6 +19,7 @@ of several result files into one summary (recognition, per class, Dice >= 10 mm,
 """
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -120,7 +121,9 @@ def alt_truth(a, work, regions):
         cls = alt_render.REGION_LABELS[region]
         jobs.append((i, seed, region, [cls[rng.integers(len(cls))] for _ in range(n_les)], work))
     (work / "truth").mkdir(parents=True, exist_ok=True)
-    if a.jobs > 1:
+    if a.from_reports:  # score only: render nothing
+        jobs = [j for j in jobs if (work / "truth" / f"s{j[0]:03d}.json").exists()]
+    elif a.jobs > 1:
         import multiprocessing
         with multiprocessing.get_context("fork").Pool(a.jobs) as pool:
             list(pool.imap_unordered(_alt_one, jobs))
@@ -149,7 +152,7 @@ def merge(paths):
         pos = [l in {f[0] for f in r["reported"]} for r in rs if l in r["truth"]]
         neg = [l not in {f[0] for f in r["reported"]} for r in rs if l not in r["truth"]]
         d = [x[2] for r in rs for x in r["lesions"] if x[0] == l]
-        out["per_class"][l] = {"sensitivity": sum(pos) / max(1, len(pos)), "specificity": sum(neg) / max(1, len(neg)),
+        out["per_class"][l] = {"sensitivity": sum(pos) / len(pos) if pos else None, "specificity": sum(neg) / len(neg) if neg else None,
                                "dice_mean": float(np.mean(d)) if d else None, "lesions": len(d), "positive_studies": len(pos)}
     d10 = [x[2] for r in rows for x in r["lesions"] if x[1] >= 10]
     out["mean_dice_lesions_ge_10mm"] = float(np.mean(d10)) if d10 else None
@@ -175,6 +178,10 @@ def main():
                     help="own: tools/phantoms (the training generator); alt: tools/phantoms_alt (validation only)")
     ap.add_argument("--jobs", type=int, default=1, help="studies rendered in parallel (--renderer alt)")
     ap.add_argument("--subset", help="A:B: analyze only studies A..B-1 of the set (scores merge by their per-study rows)")
+    ap.add_argument("--time-budget", type=float,
+                    help="[analysis] time_budget_seconds for the run (default: the node's own; 0 = unlimited)")
+    ap.add_argument("--from-reports", action="store_true",
+                    help="do not run triagectl: score the studies whose report.json is already in the output folder")
     a = ap.parse_args()
     work = pathlib.Path(a.work) if a.work else pathlib.Path(tempfile.mkdtemp(prefix="triage-eval-"))
     truth = {}
@@ -209,21 +216,44 @@ def main():
     if a.generate_only:
         return
     cfg = work / "eval.toml"
-    cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n')
+    budget = "" if a.time_budget is None else f"[analysis]\ntime_budget_seconds = {a.time_budget}\n"
+    cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n{budget}')
     inputs, out = work / "in", work / "out"
-    if a.subset:  # a folder of links to the chosen studies, its own output folder
+    done = {}  # study uid -> a finished report (any out* folder) whose analysis was not cut by the time budget
+    for f in sorted(work.glob("out*/*/report.json"), key=lambda f: f.stat().st_mtime):
+        d = json.loads(f.read_text())
+        if not d["series"][0].get("time_budget_exceeded", False) if d.get("series") else True:
+            done[d["study_uid"]] = d
+    folder_uid = {str(t.folder.name): uid for uid, t in truth.items()}
+    if a.subset:  # a folder of hard links to the chosen studies (triagectl follows no symlinks)
         lo, hi = (int(x) for x in a.subset.split(":"))
-        inputs, out = work / f"in-{lo}-{hi}", work / f"out-{lo}-{hi}"
-        inputs.mkdir(exist_ok=True)
+        inputs = work / f"in-{lo}-{hi}"
         for i in range(lo, min(hi, a.studies)):
-            link = inputs / f"s{i:03d}"
-            if not link.exists():
-                link.symlink_to(work / "in" / f"s{i:03d}")
-    r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(inputs), "--out", str(out),
-                        "--json"], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"triagectl analyze failed: {r.stderr[-2000:]}")
-    docs = json.loads(r.stdout)
+            if folder_uid.get(f"s{i:03d}") in done:
+                continue  # analyzed completely before: reused
+            (inputs / f"s{i:03d}").mkdir(parents=True, exist_ok=True)
+            for f in (work / "in" / f"s{i:03d}").iterdir():
+                if not (inputs / f"s{i:03d}" / f.name).exists():
+                    os.link(f, inputs / f"s{i:03d}" / f.name)
+    if a.from_reports:  # score what an interrupted run finished: the report.json the node wrote per study
+        docs = [d for uid, d in done.items() if uid in truth]
+        print(f"scoring {len(docs)} finished studies (reports not cut by the time budget)", file=sys.stderr)
+    elif a.subset:
+        if inputs.exists() and any(inputs.iterdir()):
+            r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(inputs), "--out", str(out), "--json"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"triagectl analyze failed: {r.stderr[-2000:]}")
+            new = json.loads(r.stdout)
+            for d in new if isinstance(new, list) else [new]:
+                done[d["study_uid"]] = d
+        docs = [done[folder_uid[f"s{i:03d}"]] for i in range(lo, min(hi, a.studies)) if folder_uid.get(f"s{i:03d}") in done]
+    else:
+        r = subprocess.run([a.triagectl, "--config", str(cfg), "analyze", str(inputs), "--out", str(out),
+                            "--json"], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"triagectl analyze failed: {r.stderr[-2000:]}")
+        docs = json.loads(r.stdout)
     docs = docs if isinstance(docs, list) else [docs]
     rows = []  # per study: truth, reported, lesion Dice (to merge --subset runs)
     exact, tp, fp, fn, tn = 0, defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
