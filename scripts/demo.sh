@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # make demo: starts triaged on a temporary data dir and a free port, sends a generated phantom
 # study to it with DCMTK's storescu, waits for the study to complete and prints what the node knows.
+# The node's outputs (SEG, SR, key images, KOS) and the key image as a PNG rendered by the node are
+# kept in $BUILD/demo/ (the temp dir goes at exit). DEMO_SERVE=1 keeps the node and its worklist
+# page running until Ctrl-C.
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
 WORK=$(mktemp -d /tmp/triage-demo.XXXXXX)
+KEEP="$BUILD/demo"  # what outlives the demo
 NODE_PID=""
 PACS_PID=""
 cleanup() {
@@ -35,6 +39,7 @@ for _ in $(seq 1 100); do
 done
 echo "   Orthanc AE PACS on port $PACS_PORT (REST on http://127.0.0.1:$PACS_HTTP)"
 
+API_PORT=$(free_port)
 BUNDLE="$ROOT/models/unibiomed-mini"
 [ -f "$BUNDLE/model.json" ] || BUNDLE=""
 cat > "$WORK/triage.toml" <<TOML
@@ -54,11 +59,11 @@ name = "pacs"
 ae_title = "PACS"
 host = "127.0.0.1"
 port = $PACS_PORT
-send = ["seg", "sr"]
+send = ["seg", "sr", "keyimages", "kos"]
 [delivery]
 retry_base_seconds = 1
 [api]
-listen = ""
+listen = "127.0.0.1:$API_PORT"
 TOML
 
 echo "== starting triaged"
@@ -89,7 +94,7 @@ for _ in $(seq 1 900); do
 done
 UID_=$("${CTL[@]}" studies --json | sed -n 's/.*"study_uid": "\([^"]*\)".*/\1/p' | head -1)
 if [ -n "$BUNDLE" ]; then
-  echo "== waiting for the SEG/SR to be delivered to the PACS"
+  echo "== waiting for the SEG, SR, key images and KOS to be delivered to the PACS"
   for _ in $(seq 1 300); do
     "${CTL[@]}" study "$UID_" --json | grep -q '"state": "pending"' || break
     sleep 0.2
@@ -117,4 +122,29 @@ for study in get("/studies"):
         print(f"     {t.get('Modality', '?'):4} series {t.get('SeriesNumber', ''):>5}  {len(x['Instances']):3} instance(s)"
               f"  {t.get('SeriesDescription', '')}")
 PY
-echo "The SEG and SR files are kept in the node's data dir (outputs/ above); the PACS got them over C-STORE."
+
+# Keep the node's outputs and, while it still runs, the key image as the worklist page shows it
+# (rendered by the node from its own key image: GET /api/v1/studies/{uid}/keyimages/0.png).
+rm -rf "$KEEP"
+mkdir -p "$KEEP"
+[ -d "$WORK/data/outputs" ] && cp -r "$WORK/data/outputs" "$KEEP/outputs"
+PNG="$KEEP/keyimage-0.png"
+if curl -sf -o "$PNG" "http://127.0.0.1:$API_PORT/api/v1/studies/$UID_/keyimages/0.png"; then
+  KEY_LINE="key image (PNG):       $PNG"
+else
+  rm -f "$PNG"
+  KEY_LINE="key image (PNG):       none (the study has no key image)"
+fi
+echo "== kept after the demo"
+echo "   outputs (SEG/SR/KOS/key images): $KEEP/outputs"
+echo "   $KEY_LINE"
+echo "   The PACS got the outputs over C-STORE."
+echo
+echo "== worklist page"
+echo "   http://127.0.0.1:$API_PORT/  (served by triaged while it runs with [api] listen = \"127.0.0.1:$API_PORT\")"
+if [ -n "${DEMO_SERVE:-}" ]; then
+  echo "   DEMO_SERVE is set: the node keeps running; open the URL above, Ctrl-C to stop."
+  wait "$NODE_PID" || true
+else
+  echo "   The demo stops the node now; DEMO_SERVE=1 make demo keeps it running for the page."
+fi
