@@ -16,8 +16,10 @@
 #include <string>
 
 #include "pipeline/model.h"
+#include "pipeline/process.h"
 
 int main(int argc, char** argv) {
+    triage::pipeline::prefer_passive_openmp(argv);
     std::string bundle, device = "cpu", input, dump, prompt;
     int batch = 8, slices = 64, count = 0, threads = 0, size = 0;
     for (int i = 1; i + 1 < argc; i += 2) {

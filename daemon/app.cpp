@@ -224,11 +224,14 @@ int run_node(const config::Config& cfg) {
         worker = std::make_unique<AnalysisWorker>(cfg, index, jobs, results, *model, device_uid.value());
         worker->on_results([&](const storage::AnalysisRecord& r) {
             for (auto& s : senders) s->notify();
-            for (const auto& s : r.series)  // the audit says why a result is not to be trusted as usual
-                for (const auto& w : s.warnings)
+            for (const auto& s : r.series) {  // the audit says why a result is not to be trusted as usual
+                std::vector<std::string> notes = s.warnings;
+                if (!s.analyzed) notes.push_back(s.skip_reason);  // a series outside the domain is not analyzed
+                for (const auto& w : notes)
                     if (w.rfind(core::kOutsideDomain, 0) == 0 || w.rfind(core::kTimeBudget, 0) == 0)
                         audit_simple(audit, w.rfind(core::kOutsideDomain, 0) == 0 ? "analysis_outside_domain" : "analysis_time_budget",
                                      {{"study_uid", r.study_uid}, {"series_uid", s.series_uid}, {"why", w}});
+            }
             std::string summary, accession;
             for (const auto& f : r.findings)
                 summary += fmt::format("{}{} {:.0f} mm", summary.empty() ? "" : ", ", f.finding.label, f.finding.diameter_mm);

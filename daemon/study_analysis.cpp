@@ -30,6 +30,8 @@ core::Result<StudyAnalysis> analyze_study(const std::vector<SeriesInput>& series
             auto volume = dicom_io::read_volume(s.files);
             if (!volume) {
                 r.skip_reason = volume.error().message;
+            } else if (auto invalid = analyzer.not_validated(volume.value())) {
+                r.skip_reason = std::string(core::kOutsideDomain) + *invalid;
             } else {
                 per_series.max_findings_per_study =  // what is left of the study's limit
                     limits.max_findings_per_study > 0

@@ -1,6 +1,7 @@
 #include "pipeline/analyzer.h"
 
 #include "core/log.h"
+#include "core/text.h"
 #include "pipeline/analyzer_model.h"
 #include "pipeline/lesions.h"
 #include "pipeline/region.h"
@@ -19,10 +20,8 @@
 namespace triage::pipeline {
 
 namespace {
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), ::toupper);
-    return s;
-}
+
+using core::ascii_upper;
 
 using namespace detail;
 
@@ -77,8 +76,20 @@ void reject(Run& r, const Candidate& c, const Verdict& why) {
                                          c.f.diameter_mm, c.f.first_slice + 1, c.f.last_slice + 1, reject_name(why.reason), why.why));
 }
 
-/// Step 1: every slice asked the recognition prompt (and the region's referring sweep) in batches,
-/// until the deadline.
+/// The slices asked in step 1: every slice, or on slices thinner than the model's answer spacing
+/// every k-th one and the last (propagation, which needs `propagate_slices` >= 1, covers the rest).
+std::vector<int> answered_slices(const Manifest& m, const core::Volume& v) {
+    int stride = 1;
+    if (m.answer_spacing_mm > 0 && m.propagate_slices > 0 && v.slice_spacing > 0)
+        stride = std::clamp(static_cast<int>(m.answer_spacing_mm / v.slice_spacing + 1e-6), 1, m.propagate_slices + 1);
+    std::vector<int> zs;
+    for (int z = 0; z < v.slices; z += stride) zs.push_back(z);
+    if (!zs.empty() && zs.back() != v.slices - 1) zs.push_back(v.slices - 1);
+    return zs;
+}
+
+/// Step 1: the answered slices asked the recognition prompt (and the region's referring sweep) in
+/// batches, until the deadline.
 core::Status answer_slices(Run& r) {
     const Manifest& m = r.m;
     const core::Volume& v = r.v;
@@ -91,33 +102,40 @@ core::Status answer_slices(Run& r) {
     const size_t total = static_cast<size_t>(v.slices) * v.rows * v.columns, plane = static_cast<size_t>(v.rows) * v.columns;
     const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     r.prompts.assign(static_cast<size_t>(v.slices), {});
-    for (int z0 = 0; z0 < v.slices; z0 += r.batch) {
+    r.out.slice_texts.assign(static_cast<size_t>(v.slices), "");
+    const std::vector<int> zs = answered_slices(m, v);
+    if (zs.size() < static_cast<size_t>(v.slices))
+        TRIAGE_LOG_INFO("pipeline", "series {}: {:.2f} mm slices: {} of {} slices asked ({} mm apart), propagation covers the rest",
+                        v.series_uid, v.slice_spacing, zs.size(), v.slices, m.answer_spacing_mm);
+    for (size_t k0 = 0; k0 < zs.size(); k0 += static_cast<size_t>(r.batch)) {
         if (r.past_deadline()) {
-            r.stop(fmt::format("on slices 1-{} of {}", z0, v.slices));
+            r.stop(fmt::format("on slices 1-{} of {}", zs[k0], v.slices));
             break;
         }
-        const int z1 = std::min(v.slices, z0 + r.batch);
+        const std::vector<int> batch(zs.begin() + static_cast<long>(k0), zs.begin() + static_cast<long>(std::min(zs.size(), k0 + r.batch)));
+        const int n = static_cast<int>(batch.size());
         auto t0 = std::chrono::steady_clock::now();
-        std::vector<float> images = preprocess(m, v, z0, z1);
+        std::vector<float> images = preprocess(m, v, batch);
         r.out.seconds_preprocess += seconds_since(t0);
-        auto answers = r.model.run_prompts(images, z1 - z0, queries, &r.stages, {v.rows, v.columns, {}});
+        auto answers = r.model.run_prompts(images, n, queries, &r.stages, {v.rows, v.columns, {}});
         if (!answers) return answers.error();
         auto t1 = std::chrono::steady_clock::now();
         for (size_t q = 0; q < queries.size(); ++q)
-            for (int b = 0; b < z1 - z0; ++b) {
+            for (int b = 0; b < n; ++b) {
+                const int z = batch[static_cast<size_t>(b)];
                 const SliceAnswer& a = answers.value()[q][static_cast<size_t>(b)];
-                if (q == 0) r.out.slice_texts.push_back(a.text);
+                if (q == 0) r.out.slice_texts[static_cast<size_t>(z)] = a.text;
                 for (size_t i = 0; i < a.masks.size(); ++i) {  // a referring answer's [SEG] is the label asked for
                     const std::string label = q == 0 ? a.masks[i].first : group_of(swept[q - 1]);
                     const std::string group = q == 0 ? group_of(label) : kAsked + label;
                     auto& vol = r.labels.prob[group];
                     if (vol.empty()) vol.assign(total, 0);
-                    const auto mask = paste_mask(a.masks[i].second, m.mask_size, v, z0 + b, vol);
+                    const auto mask = paste_mask(a.masks[i].second, m.mask_size, v, z, vol);
                     Run::Evidence e{label, q != 0, {}};
                     for (size_t p = 0; p < plane; ++p)
-                        if (mask[p] > threshold) e.voxels.emplace_back(static_cast<size_t>(z0 + b) * plane + p, mask[p]);
+                        if (mask[p] > threshold) e.voxels.emplace_back(static_cast<size_t>(z) * plane + p, mask[p]);
                     if (!e.voxels.empty()) r.evidence.push_back(std::move(e));
-                    if (i < a.prompts.size()) r.prompts[static_cast<size_t>(z0 + b)].emplace(group, a.prompts[i]);
+                    if (i < a.prompts.size()) r.prompts[static_cast<size_t>(z)].emplace(group, a.prompts[i]);
                 }
             }
         r.stages.mask += seconds_since(t1);
@@ -343,9 +361,9 @@ core::Status report(Run& r, std::vector<Candidate> kept, const std::vector<Compo
 
 std::string body_region(const Manifest& m, const core::Volume& v) {
     if (v.modality != "CT") return v.modality;
-    std::string text = upper(v.body_part + " " + v.series_description);
+    std::string text = ascii_upper(v.body_part + " " + v.series_description);
     for (const auto& k : m.chest_keywords)
-        if (text.find(upper(k)) != std::string::npos && m.ct_windows.count("CHEST")) return "CHEST";
+        if (text.find(ascii_upper(k)) != std::string::npos && m.ct_windows.count("CHEST")) return "CHEST";
     return m.default_window;
 }
 
@@ -386,6 +404,10 @@ std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, 
     std::vector<int> slices;
     for (int z = z0; z < z1; ++z) slices.push_back(z);
     return preprocess(m, v, slices);
+}
+
+std::optional<std::string> Analyzer::not_validated(const core::Volume& v) const {
+    return pipeline::not_validated(m_model.manifest().domain, v, series_region(v, body_map(v)));
 }
 
 core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, const AnalysisLimits& limits) const {
@@ -450,8 +472,7 @@ core::StudyReport compose_report(const std::vector<core::SeriesAnalysis>& series
     std::vector<const core::Finding*> all;
     for (const auto& s : series)
         for (const auto& f : s.findings) all.push_back(&f);
-    std::string where = region.empty() ? "examined region" : region;
-    std::transform(where.begin(), where.end(), where.begin(), ::tolower);
+    const std::string where = core::ascii_lower(region.empty() ? "examined region" : region);
     if (all.empty()) {
         r.findings = "No findings in the examined " + where + ".";
         r.impression = "No findings.";

@@ -4,6 +4,7 @@
 // per-lesion descriptions; and the study report composed from the findings. Stateless apart from
 // the shared, immutable Model: thread-safe.
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ public:
     /// at limits.deadline with what it has and says so (warnings, time_budget_exceeded). Fails only
     /// when inference fails.
     core::Result<core::SeriesAnalysis> analyze(const core::Volume& v, const AnalysisLimits& limits = {}) const;
+    /// Why the model is not to be run on this series at all (the manifest's domain: modality, body
+    /// region, orientation), or nothing.
+    std::optional<std::string> not_validated(const core::Volume& v) const;
 
 private:
     const Model& m_model;

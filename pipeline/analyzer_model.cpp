@@ -79,16 +79,22 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
             }
         std::fill(source.begin(), source.end(), false);
         any = false;
-        for (size_t t0 = 0; t0 < tasks.size(); t0 += static_cast<size_t>(batch)) {
+        // Tasks come in slice order; a batch holds up to `batch` slices, each encoded once for all its groups.
+        for (size_t t0 = 0, t1 = 0; t0 < tasks.size(); t0 = t1) {
             if (std::chrono::steady_clock::now() > deadline) {
                 stopped = true;
                 return {};
             }
-            const size_t t1 = std::min(tasks.size(), t0 + static_cast<size_t>(batch));
-            std::vector<int> slices;
+            std::vector<int> slices, image_of;
             std::vector<std::vector<float>> batch_prompts;
-            for (size_t t = t0; t < t1; ++t) slices.push_back(tasks[t].z), batch_prompts.push_back(tasks[t].prompt);
-            auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages);
+            for (t1 = t0; t1 < tasks.size(); ++t1) {
+                if (slices.empty() || slices.back() != tasks[t1].z) {
+                    if (slices.size() == static_cast<size_t>(batch)) break;
+                    slices.push_back(tasks[t1].z);
+                }
+                image_of.push_back(static_cast<int>(slices.size()) - 1), batch_prompts.push_back(tasks[t1].prompt);
+            }
+            auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages, image_of);
             if (!logits) return logits.error();
             for (size_t t = t0; t < t1; ++t) {
                 const auto& mask = logits.value()[t - t0];

@@ -1,5 +1,7 @@
 #include "pipeline/chat.h"
 
+#include "core/text.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -122,13 +124,9 @@ std::vector<std::string> parse_seg_labels(const std::string& answer) {
 }
 
 std::string canonical_label(const Manifest& m, const std::string& phrase) {
-    std::string lower;
-    for (char ch : phrase) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    for (const auto& l : m.labels) {
-        std::string t;
-        for (char ch : l.text) t += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (t == lower) return l.text;
-    }
+    const std::string lower = core::ascii_lower(phrase);
+    for (const auto& l : m.labels)
+        if (core::ascii_lower(l.text) == lower) return l.text;
     return lower;
 }
 

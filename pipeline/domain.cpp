@@ -22,6 +22,10 @@ core::Result<Domain> parse_domain(const std::string& json_text) {
             range.pixel_spacing_mm = r.value("pixel_spacing_mm", range.pixel_spacing_mm);
             range.slice_spacing_mm = r.value("slice_spacing_mm", range.slice_spacing_mm);
             range.max_texture_ratio = r.value("max_texture_ratio", 0.0);
+            range.regions = r.value("regions", range.regions);
+            for (const auto& region : range.regions)
+                if (region != "HEAD" && region != "CHEST" && region != "ABDOMEN")
+                    return bad(std::string(mod) + ".regions", "unknown region " + region + " (HEAD, CHEST, ABDOMEN)");
             for (const auto& [name, p] : {std::pair{"pixel_spacing_mm", range.pixel_spacing_mm},
                                           std::pair{"slice_spacing_mm", range.slice_spacing_mm}})
                 if (p.first < 0 || p.second < p.first) return bad(std::string(mod) + "." + name, "must be [low, high], 0 <= low <= high");

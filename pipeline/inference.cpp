@@ -316,10 +316,12 @@ core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std
 
 core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<float>& images, int count,
                                                              const std::vector<std::vector<float>>& prompts,
-                                                             StageSeconds* seconds) const {
+                                                             StageSeconds* seconds, const std::vector<int>& image_of) const {
     using Masks = std::vector<std::vector<float>>;
-    if (prompts.size() != static_cast<size_t>(std::max(count, 0)))
-        return core::make_error(ErrorKind::InvalidInput, "segment(): one prompt per slice");
+    if (image_of.empty() ? prompts.size() != static_cast<size_t>(std::max(count, 0)) : prompts.size() != image_of.size())
+        return core::make_error(ErrorKind::InvalidInput, "segment(): one prompt per slice, or one slice index per prompt");
+    for (int b : image_of)
+        if (b < 0 || b >= count) return core::make_error(ErrorKind::InvalidInput, "segment(): slice index out of range");
     return infer<Masks>(*m_impl, images, count, seconds, [&](const torch::Tensor& img, StageSeconds& st) -> core::Result<Masks> {
         auto t0 = std::chrono::steady_clock::now();
         const Manifest& m = m_impl->manifest;
@@ -330,11 +332,11 @@ core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<f
         else
             f.grounding.push_back(g.toTensor());
         Masks out;
-        for (int b = 0; b < count; ++b) {
-            const auto& p = prompts[static_cast<size_t>(b)];
+        for (size_t k = 0; k < prompts.size(); ++k) {
+            const auto& p = prompts[k];
             torch::Tensor prompt = torch::from_blob(const_cast<float*>(p.data()), {1, static_cast<long>(p.size())}, torch::kFloat32)
                                        .to(m_impl->device);
-            out.push_back(to_vector(decode_mask(*m_impl, f, b, prompt)));
+            out.push_back(to_vector(decode_mask(*m_impl, f, image_of.empty() ? static_cast<long>(k) : image_of[k], prompt)));
         }
         m_impl->sync();
         st.mask += since(t0);

@@ -100,6 +100,8 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         if (m.min_host_contrast_hu < 0) return bad("model.json thresholds.min_host_contrast_hu", "must be 0 or more");
         if (m.propagate_slices < 0) return bad("model.json thresholds.propagate_slices", "must be 0 or more");
         m.lung_tumor_min_diameter_mm = th.value("lung_tumor_min_diameter_mm", 30.0);
+        m.answer_spacing_mm = th.value("answer_spacing_mm", 0.0);
+        if (m.answer_spacing_mm < 0) return bad("model.json thresholds.answer_spacing_mm", "must be 0 or more");
         m.host_organs = j.value("host_organs", std::map<std::string, std::string>{});
         m.host_ring_mm = th.value("host_ring_mm", 5.0);
         m.host_min_coverage = th.value("host_min_coverage", 0.15);

@@ -62,6 +62,7 @@ struct Manifest {
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
     int propagate_slices = 0;    // [SEG] prompts carried to slices this far away (0: off)
+    double answer_spacing_mm = 0;  // thin slices: ask every k-th slice, k = floor(this / spacing) (0: all)
     double min_confidence = 0;   // lesions whose mean mask probability is below this are not reported
     Domain domain;               // what the bundle was validated on ("domain"; optional)
     double min_contrast_hu = 0;  // CT: lesions closer than this to the tissue around them are not reported (0: off)
@@ -118,12 +119,14 @@ public:
                                                                     StageSeconds* seconds = nullptr,
                                                                     const SliceGeometry& geometry = {}) const;
 
-    /// Mask logits of `count` slices, each decoded with its own prompt embedding (one per slice, from
-    /// SliceAnswer::prompts) and no language model: how Sa2VA carries a [SEG] prompt through the
-    /// frames of a video, here through the neighbouring slices of a volume.
+    /// Mask logits of prompt embeddings (from SliceAnswer::prompts) decoded on `count` slices with no
+    /// language model: how Sa2VA carries a [SEG] prompt through the frames of a video, here through
+    /// the neighbouring slices of a volume. Prompt k is decoded on slice image_of[k]; with image_of
+    /// empty, one prompt per slice in order. Each slice is encoded once, whatever its prompts.
     core::Result<std::vector<std::vector<float>>> segment(const std::vector<float>& images, int count,
                                                           const std::vector<std::vector<float>>& prompts,
-                                                          StageSeconds* seconds = nullptr) const;
+                                                          StageSeconds* seconds = nullptr,
+                                                          const std::vector<int>& image_of = {}) const;
 
     struct Impl;  // Torch state, defined in model.cpp
 

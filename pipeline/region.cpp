@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/text.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -9,14 +11,11 @@ namespace triage::pipeline {
 
 namespace {
 
-std::string upper(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-}
+using core::ascii_upper;
 
 /// Regions named by a header text (BodyPartExamined or SeriesDescription), in body order.
 std::vector<std::string> header_regions(const std::string& text) {
-    const std::string t = upper(text);
+    const std::string t = ascii_upper(text);
     auto any = [&](std::initializer_list<const char*> words) {
         return std::any_of(words.begin(), words.end(), [&](const char* w) { return t.find(w) != std::string::npos; });
     };
@@ -41,7 +40,7 @@ SeriesRegion series_region(const core::Volume& v, const BodyMap& body) {
     SeriesRegion header;
     for (const auto& [field, text] : {std::pair{"BodyPartExamined", v.body_part}, std::pair{"SeriesDescription", v.series_description}})
         if (header.regions.empty() && !(header.regions = header_regions(text)).empty())
-            header.source = fmt::format("header: {} {}", field, upper(text));
+            header.source = fmt::format("header: {} {}", field, ascii_upper(text));
     const SeriesRegion content = content_region(v, body);
     // A chest CT often reaches the upper abdomen: the content adds it, never removes the header's.
     if (header.regions == std::vector<std::string>{"CHEST"} && v.modality == "CT" && content.has("ABDOMEN") && content.has("CHEST"))
@@ -74,7 +73,7 @@ std::string label_region(const std::string& label) {
     // PHANTOMS.md: chest studies carry only lung classes, abdomen studies only liver, kidney and
     // pancreas tumors, MR head only brain tumors. Labels outside this table (the full model's free
     // text) are not restricted.
-    const std::string l = upper(label);
+    const std::string l = ascii_upper(label);
     if (l.rfind("BRAIN", 0) == 0) return "HEAD";
     if (l.rfind("LUNG", 0) == 0) return "CHEST";
     if (l.rfind("LIVER", 0) == 0 || l.rfind("KIDNEY", 0) == 0 || l.rfind("PANCREAS", 0) == 0) return "ABDOMEN";
@@ -109,13 +108,26 @@ double texture_ratio(const core::Volume& v, const BodyMap& body) {
     return median(lag2) / std::max(median(lag1), 0.5);
 }
 
-std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v, double texture) {
+std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region) {
     if (!d.declared()) return std::nullopt;
-    if (d.axial_only && std::abs(v.normal[2]) < std::cos(10 * M_PI / 180))
+    if (d.axial_only && std::abs(v.normal[2]) < std::cos(30 * M_PI / 180))  // oblique axial (AC-PC, tilt) is axial
         return fmt::format("slices not axial (normal {:.2f} {:.2f} {:.2f}); validated on {}", v.normal[0], v.normal[1], v.normal[2],
                            d.description);
     auto range = d.modality.find(v.modality);
     if (range == d.modality.end()) return fmt::format("modality {}; validated on {}", v.modality, d.description);
+    const auto& valid = range->second.regions;
+    if (valid.empty() || std::any_of(region.regions.begin(), region.regions.end(),
+                                     [&](const std::string& r) { return std::find(valid.begin(), valid.end(), r) != valid.end(); }))
+        return std::nullopt;
+    std::string list;
+    for (const auto& r : valid) list += (list.empty() ? "" : "/") + r;
+    return fmt::format("{} of the {} ({}); validated with {} only on {}", v.modality, region.text(), region.source, list, d.description);
+}
+
+std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v, double texture) {
+    if (!d.declared()) return std::nullopt;
+    auto range = d.modality.find(v.modality);
+    if (range == d.modality.end()) return std::nullopt;  // not_validated's decision
     const DomainRange& r = range->second;
     auto outside = [](double x, std::pair<double, double> p) { return p.second > 0 && (x < p.first || x > p.second); };
     if (outside(v.row_spacing, r.pixel_spacing_mm))

@@ -43,7 +43,12 @@ Gate gate_region(const std::string& label, const SeriesRegion& region);
 /// whose noise is correlated by the reconstruction and whose tissue has texture.
 double texture_ratio(const core::Volume& v, const BodyMap& body);
 
-/// Why a volume is outside the manifest's validated domain (geometry, texture), or nothing.
+/// Why a series is not to be analyzed at all: its modality, its body region (one of the series'
+/// regions must be validated with the modality) or, with axial_only, its orientation is not in the
+/// domain. Nothing when it is, or when the manifest declares no domain.
+std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region);
+
+/// Why an analyzed volume is far from the manifest's validated data (spacing, texture), or nothing.
 std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v, double texture);
 
 }  // namespace triage::pipeline

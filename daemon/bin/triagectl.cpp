@@ -3,8 +3,10 @@
 #include <vector>
 
 #include "daemon/ctl.h"
+#include "pipeline/process.h"
 
 int main(int argc, char** argv) {
+    triage::pipeline::prefer_passive_openmp(argv);
     std::vector<std::string> args(argv + 1, argv + argc);
     return triage::daemon::run_ctl(args);
 }

@@ -6,12 +6,14 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "daemon/app.h"
+#include "pipeline/process.h"
 
 namespace {
 constexpr const char* kUsage = "usage: triaged --config FILE [--check]\n";
 }
 
 int main(int argc, char** argv) {
+    triage::pipeline::prefer_passive_openmp(argv);
     std::string config_path;
     bool check = false;
     for (int i = 1; i < argc; ++i) {

@@ -216,10 +216,29 @@ TEST(Domain, WhiteNoiseIsInsideTexturedImagesAndOtherGeometryAreOutside) {
     EXPECT_NE(why->find("texture"), std::string::npos);
     v.slice_spacing = 1;
     EXPECT_NE(outside_domain(*d, v, white).value_or("").find("slice spacing"), std::string::npos);
-    v.slice_spacing = 5, v.normal = {1, 0, 0};  // sagittal
-    EXPECT_NE(outside_domain(*d, v, white).value_or("").find("not axial"), std::string::npos);
-    v.modality = "MR", v.normal = {0, 0, 1};
-    EXPECT_NE(outside_domain(*d, v, white).value_or("").find("modality MR"), std::string::npos);
     EXPECT_FALSE(parse_domain(R"({"description": "x", "CT": {"slice_spacing_mm": [5, 2]}})"));
     EXPECT_FALSE(parse_domain(R"({"CT": {}})"));  // a description is required
+    EXPECT_FALSE(parse_domain(R"({"description": "x", "CT": {"regions": ["KNEE"]}})"));
+}
+
+TEST(Domain, SeriesOfAnotherModalityRegionOrOrientationAreNotValidated) {
+    auto d = parse_domain(R"({"description": "phantoms", "axial_only": true,
+                              "CT": {"regions": ["CHEST", "ABDOMEN"]}, "MR": {"regions": ["HEAD"]}})");
+    ASSERT_TRUE(d) << d.error().message;
+    core::Volume v = trunk(8, false);
+    const SeriesRegion chest{{"CHEST"}, "content"}, head{{"HEAD"}, "header: BodyPartExamined HEAD"};
+    EXPECT_FALSE(not_validated(*d, v, chest));
+    EXPECT_FALSE(not_validated(*d, v, SeriesRegion{{"HEAD", "CHEST"}, "header"}));  // one validated region is enough
+    auto why = not_validated(*d, v, head);
+    ASSERT_TRUE(why);
+    EXPECT_NE(why->find("CT of the HEAD"), std::string::npos) << *why;
+    EXPECT_NE(why->find("CHEST/ABDOMEN"), std::string::npos) << *why;
+    v.normal = {1, 0, 0};  // sagittal
+    EXPECT_NE(not_validated(*d, v, chest).value_or("").find("not axial"), std::string::npos);
+    v.modality = "MR", v.normal = {0, 0, 1};
+    EXPECT_FALSE(not_validated(*d, v, head));
+    EXPECT_TRUE(not_validated(*d, v, SeriesRegion{}));  // an MR whose region nothing tells
+    v.modality = "PT";
+    EXPECT_NE(not_validated(*d, v, head).value_or("").find("modality PT"), std::string::npos);
+    EXPECT_FALSE(not_validated(Domain{}, v, head));  // no domain declared: everything is analyzed
 }

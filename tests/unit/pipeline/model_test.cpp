@@ -209,4 +209,16 @@ TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
         }
     }
     EXPECT_FALSE(model.segment(images, 2, {zero}));  // one prompt per slice
+    // Several prompts on one slice (each slice encoded once): the same masks as one prompt per slice.
+    for (int b = 0; b < 2; ++b) {
+        const SliceAnswer& a = answers.value()[static_cast<size_t>(b)];
+        if (a.prompts.empty()) continue;
+        auto shared = model.segment(images, 2, {a.prompts[0], two, a.prompts[0]}, nullptr, {b, b, 1 - b});
+        ASSERT_TRUE(shared) << shared.error().message;
+        ASSERT_EQ(shared->size(), 3u);
+        for (size_t p = 0; p < shared->front().size(); ++p) ASSERT_NEAR(shared->front()[p], a.masks[0].second[p], 1e-4);
+        for (float x : shared.value()[1]) EXPECT_FLOAT_EQ(x, 2.0f);
+    }
+    EXPECT_FALSE(model.segment(images, 2, {zero, two}, nullptr, {0, 2}));  // no third slice
+    EXPECT_FALSE(model.segment(images, 2, {zero, two}, nullptr, {0}));     // one index per prompt
 }
