@@ -584,8 +584,9 @@ def render_pixels(st, vol_lab, records):
     pv = (k3[:, None] * k3[None, :])[None, None]
     for k0 in range(0, st.n, 16):  # partial-volume edges: the noise-free slice through a 3x3 binomial
         o = st.organ_map[k0:k0 + 16]
-        base = F.conv2d(torch.from_numpy(lut[o])[:, None], pv, padding=1)[:, 0].numpy()
-        amps = F.conv2d(torch.from_numpy(alut[o])[:, None], pv, padding=1)[:, 0].numpy()
+        # replicate padding: a zero pad would paint a bright frame on the image border
+        base = F.conv2d(F.pad(torch.from_numpy(lut[o])[:, None], (1, 1, 1, 1), mode="replicate"), pv)[:, 0].numpy()
+        amps = F.conv2d(F.pad(torch.from_numpy(alut[o])[:, None], (1, 1, 1, 1), mode="replicate"), pv)[:, 0].numpy()
         for k in range(k0, min(st.n, k0 + 16)):
             _one_slice(st, k, base[k - k0], amps[k - k0], tex, tex2, lesion_soft, idx_grow if records else None,
                        les_vals, bias, rng, sigma, ct, out)
