@@ -41,7 +41,7 @@ HttpResponse studies(const ApiContext& ctx, bool worklist) {
 
 const std::string kCookie = "triage_token";
 
-/// Percent-encodes what a cookie value may not hold (RFC 6265 cookie-octet), and back.
+/// Percent-encodes what a cookie value may not hold (RFC 6265 cookie-octet); percent_decode() reads it back.
 std::string cookie_encode(const std::string& v) {
     std::string out;
     for (unsigned char c : v) {
@@ -49,20 +49,6 @@ std::string cookie_encode(const std::string& v) {
             out += static_cast<char>(c);
         } else {
             out += fmt::format("%{:02X}", c);
-        }
-    }
-    return out;
-}
-
-std::string cookie_decode(const std::string& v) {
-    std::string out;
-    for (size_t i = 0; i < v.size(); ++i) {
-        if (v[i] == '%' && i + 2 < v.size() && std::isxdigit(static_cast<unsigned char>(v[i + 1])) &&
-            std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
-            out += static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16));
-            i += 2;
-        } else {
-            out += v[i];
         }
     }
     return out;
@@ -79,7 +65,7 @@ bool cookie_has_token(const std::string& header, const std::string& token) {
         if (first != std::string::npos && eq != std::string::npos && pair.substr(first, eq - first) == kCookie) {
             std::string value = pair.substr(eq + 1);
             if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-            found = same(cookie_decode(value), token) || found;
+            found = same(percent_decode(value, false), token) || found;
         }
         if (end == std::string::npos) break;
         p = end + 1;

@@ -28,9 +28,7 @@ struct HttpServer::Impl {
     void accept();
 };
 
-namespace {
-
-std::string percent_decode(const std::string& s) {
+std::string percent_decode(const std::string& s, bool plus_is_space) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
         if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
@@ -38,25 +36,27 @@ std::string percent_decode(const std::string& s) {
             out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
             i += 2;
         } else {
-            out += s[i] == '+' ? ' ' : s[i];
+            out += plus_is_space && s[i] == '+' ? ' ' : s[i];
         }
     }
     return out;
 }
+
+namespace {
 
 HttpRequest to_request(const http::request<http::string_body>& r) {
     HttpRequest q;
     q.method = std::string(r.method_string());
     q.target = std::string(r.target());
     size_t mark = q.target.find('?');
-    q.path = percent_decode(q.target.substr(0, mark));
+    q.path = percent_decode(q.target.substr(0, mark), false);
     if (mark != std::string::npos) {
         std::string rest = q.target.substr(mark + 1);
         for (size_t p = 0; p <= rest.size();) {
             size_t amp = rest.find('&', p);
             std::string kv = rest.substr(p, amp == std::string::npos ? std::string::npos : amp - p);
             size_t eq = kv.find('=');
-            if (!kv.empty()) q.query[percent_decode(kv.substr(0, eq))] = eq == std::string::npos ? "" : percent_decode(kv.substr(eq + 1));
+            if (!kv.empty()) q.query[percent_decode(kv.substr(0, eq), true)] = eq == std::string::npos ? "" : percent_decode(kv.substr(eq + 1), true);
             if (amp == std::string::npos) break;
             p = amp + 1;
         }

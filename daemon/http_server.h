@@ -58,6 +58,10 @@ private:
 core::Result<int> http_post_json(const std::string& url, const std::string& body, const std::string& bearer,
                                  int timeout_seconds);
 
+/// %XX sequences decoded (a malformed one is kept as it is); '+' becomes a space when plus_is_space
+/// (query strings), not in paths or cookie values.
+std::string percent_decode(const std::string& s, bool plus_is_space);
+
 /// Splits "host:port" / "[v6]:port"; InvalidInput with the reason when malformed.
 core::Result<std::pair<std::string, int>> split_listen(const std::string& listen);
 

@@ -50,6 +50,16 @@ TEST(Authorize, CookieValuesArePercentDecoded) {
     HttpRequest r = get("/");
     r.cookie = "triage_token=a%20b%3Bc%25d-0123456789";
     EXPECT_EQ(authorize(token, r), Access::Allowed);
+    r.cookie = "triage_token=a+b%3Bc%25d-0123456789";  // '+' is a plus in a cookie, not a space
+    EXPECT_EQ(authorize(token, r), Access::Denied);
+    EXPECT_EQ(authorize("a+b", [] { HttpRequest q = get("/"); q.cookie = "triage_token=a+b"; return q; }()), Access::Allowed);
+}
+
+TEST(PercentDecode, PlusIsASpaceOnlyInQueryStrings) {
+    EXPECT_EQ(percent_decode("a+b%20c%2B", true), "a b c+");
+    EXPECT_EQ(percent_decode("a+b%20c%2B", false), "a+b c+");
+    EXPECT_EQ(percent_decode("100%", false), "100%");  // a malformed escape is kept
+    EXPECT_EQ(percent_decode("%zz%4", false), "%zz%4");
 }
 
 TEST(Authorize, TheTokenLinkLogsInOnlyWithTheRightToken) {
