@@ -16,6 +16,7 @@ PACKAGES=(
   dcmtk dicom3tools orthanc sqlite3 curl python3 python3-numpy python3-pydicom python3-torch
   systemd  # systemd-analyze verify of the unit
   chromium  # the worklist page's browser test drives Debian's Chromium headless (nothing downloads a browser)
+  firefox-esr  # and the same test in Debian's Firefox ESR (WebDriver BiDi)
 )
 # Node.js and npm (test tools such as dcmjs) from Debian only when the machine has none: a
 # machine that ships its own Node.js build cannot take Debian's npm beside it.

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The worklist page in a real browser: Debian's Chromium headless, driven over the DevTools
-protocol by tests/js/worklist_browser.js (puppeteer-core; nothing downloads a browser), against a
+"""The worklist page in a real browser: Debian's Chromium headless (or Firefox ESR with
+TRIAGE_BROWSER=firefox), driven over the DevTools protocol (Firefox: WebDriver BiDi) by tests/js/worklist_browser.js (puppeteer-core; nothing downloads a browser), against a
 real triaged with the mini model, a token and an Orthanc destination, that has analyzed three
 phantom studies (a CHEST lung tumor, an ABDOMEN liver tumor, a CHEST without lesions). Checks what
 reaches the screen: the rows in the worklist's priority order, the mask overlay on the key slice in
@@ -25,7 +25,9 @@ import urllib.request
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from harness import MINI, ROOT, Node, Orthanc, phantom, storescu, wait_until, write_config  # noqa: E402
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
+# TRIAGE_BROWSER=firefox runs the same test in Debian's Firefox ESR (WebDriver BiDi); ctest runs both.
+BROWSER = os.environ.get("TRIAGE_BROWSER", "chromium")
+BINARY = pathlib.Path({"chromium": "/usr/bin/chromium", "firefox": "/usr/bin/firefox-esr"}[BROWSER])
 JS = ROOT / "tests" / "js"
 TOKEN = "browser-test-token-0123456789"
 SLICES = 24  # short phantoms: three analyses on a loaded 2-core machine stay well inside the timeout
@@ -39,7 +41,7 @@ def http_status(url, headers=None):
         return e.code, e.read()
 
 
-@unittest.skipUnless(CHROMIUM.exists(), "no /usr/bin/chromium (scripts/install-deps.sh installs Debian's chromium)")
+@unittest.skipUnless(BINARY.exists(), f"no {BINARY} (scripts/install-deps.sh installs Debian's chromium and firefox-esr)")
 class WorklistBrowserTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -89,7 +91,7 @@ class WorklistBrowserTest(unittest.TestCase):
                     str(n.port), str(cls.tmp / "in" / "late")]
         args = ["node", str(JS / "worklist_browser.js"), "--url", cls.url, "--token", TOKEN, "--study", cls.opened,
                 "--late-uid", cls.uids["late"], "--late-cmd", json.dumps(late_cmd), "--known", json.dumps(known),
-                "--out", str(cls.tmp / "screens"), "--timeout", "60", "--chromium", str(CHROMIUM)]
+                "--out", str(cls.tmp / "screens"), "--timeout", "60", f"--{BROWSER}", str(BINARY)]
         if os.environ.get("TRIAGE_SCREENSHOTS"):
             args += ["--screenshots", str(pathlib.Path(os.environ["TRIAGE_SCREENSHOTS"]).resolve())]
         t1 = time.monotonic()

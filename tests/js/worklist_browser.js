@@ -195,8 +195,11 @@ async function main() {
                 "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"];
   if (process.getuid && process.getuid() === 0) args.push("--no-sandbox");
   const t0 = Date.now();
-  const browser = await puppeteer.launch({ executablePath: a.chromium, headless: true, args, timeout: a.timeout,
-                                          protocolTimeout: a.timeout });
+  // --firefox PATH drives Firefox instead (WebDriver BiDi), with its own arguments.
+  const browser = await puppeteer.launch(a.firefox
+    ? { browser: "firefox", executablePath: a.firefox, headless: true, args: ["--width=1280", "--height=800"],
+        timeout: a.timeout, protocolTimeout: a.timeout }
+    : { executablePath: a.chromium, headless: true, args, timeout: a.timeout, protocolTimeout: a.timeout });
   const result = { browser: await browser.version(), errors: {} };
   const log = [];
   // Each phase records its own failure, so one broken part of the page does not hide the others.
