@@ -108,7 +108,7 @@ async function studyView(page, decoder, a, out) {
   const link = await page.$(`tr.study[data-study-uid="${a.study}"] a.open`);
   v.opened_with = link ? "a.open" : "row click";
   await (link || await page.$(`tr.study[data-study-uid="${a.study}"]`)).click();
-  await page.waitForFunction((uid) => location.hash === `#/study/${uid}`, { timeout: a.timeout }, a.study);
+  await page.waitForFunction((uid) => location.hash === `#/study/${uid}`, { timeout: a.timeout, polling: 100 }, a.study);
   v.hash = await page.evaluate(() => location.hash);
   v.on = await sliceLoaded(page, 1, a.timeout);
   v.on.pixels = await slicePixels(page, decoder);
@@ -234,8 +234,10 @@ async function main() {
     const listed = await phase("list", async () => {
       await page.waitForSelector('table#worklist[data-loaded="1"] tbody tr.study', { timeout: a.timeout });
       // The thumbnails load after the rows; give them until they have all settled.
+      // Interval polling: requestAnimationFrame (the default) does not run in a tab that is not in front.
+      await page.bringToFront();
       await page.waitForFunction(() => [...document.querySelectorAll("img.thumb")].every((i) => i.complete),
-                                 { timeout: a.timeout });
+                                 { timeout: a.timeout, polling: 100 });
       const r = { rows: await rows(page), api: await apiJson(page, "/api/v1/worklist") };
       await shot(page, "worklist.png", [a.out, a.screenshots]);
       return r;
