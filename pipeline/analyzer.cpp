@@ -221,7 +221,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
         if (!g) g = gate_shape(c.f, comps[k], v, body);
         if (!g) g = gate_confidence(c.f.confidence, m.min_confidence);
         if (!g && v.modality == "CT" && m.min_contrast_hu > 0) {
-            const double hu = contrast(v, comps[k], lesion, threshold);
+            const double hu = contrast(v, comps[k], lesion, threshold, c.group == "lung");
             g = gate_contrast(hu, m.min_contrast_hu, "tissue");
             if (!g) {
                 c.f.grounding += fmt::format("; {:+.0f} HU to the tissue around it", hu);

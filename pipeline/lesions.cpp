@@ -8,6 +8,10 @@
 
 namespace triage::pipeline {
 
+namespace {
+constexpr float kLungBelowHu = -400.0f;  // lung parenchyma (-900 to -800 HU) and what is as dark
+}
+
 const char* reject_name(Reject r) {
     switch (r) {
         case Reject::TooFewSlices: return "too_few_slices";
@@ -157,14 +161,20 @@ double median_difference(std::vector<float> inside, std::vector<float> around) {
     return inside.empty() || around.empty() ? 0.0 : median(inside) - median(around);
 }
 
-double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold) {
+double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold,
+                bool in_lung) {
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;
     std::map<size_t, std::vector<size_t>> by_slice;
-    std::vector<float> inside, around;
+    std::vector<float> inside, around, lung;
     for (size_t i : c.voxels) by_slice[i / plane].push_back(i % plane), inside.push_back(v.voxels[i]);
     for (const auto& [z, pixels] : by_slice)
         for (size_t p : ring_around(v, pixels, 3))
             if (lesion[z * plane + p] <= threshold) around.push_back(v.voxels[z * plane + p]);
+    if (in_lung) {  // a lung lesion may abut the mediastinum at its density: the lung around it shows it
+        for (float hu : around)
+            if (hu < kLungBelowHu) lung.push_back(hu);
+        if (lung.size() * 4 >= around.size()) around = std::move(lung);
+    }
     return median_difference(std::move(inside), std::move(around));
 }
 

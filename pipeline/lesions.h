@@ -56,8 +56,10 @@ std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>
 /// Median of `inside` minus median of `around` (0 when either is empty).
 double median_difference(std::vector<float> inside, std::vector<float> around);
 /// Median of a lesion minus the median of a 3-pixel ring around it on each of its slices (ring
-/// voxels where `lesion` <= threshold only).
-double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold);
+/// voxels where `lesion` <= threshold only). in_lung: against the lung-density part of the ring
+/// when that is at least a quarter of it (a lung tumour against the mediastinum is isodense to it).
+double contrast(const core::Volume& v, const Component& c, const std::vector<std::uint8_t>& lesion, std::uint8_t threshold,
+                bool in_lung = false);
 
 // ---- gates (each: nothing when the candidate passes) ----
 Gate gate_slices(int span, int min_slices);

@@ -104,6 +104,15 @@ TEST(Lesions, GateContrastAndConfidence) {
     ASSERT_TRUE(g);
     EXPECT_STREQ(reject_name(g->reason), "isodense");
     EXPECT_EQ(g->why, "+3 HU to the tissue around it");
+    // A lung tumour against the mediastinum, at its density (PHANTOMS.md: +20 to +50 HU, may abut
+    // it): against the whole ring it looks isodense; a lung lesion is measured against the lung.
+    core::Volume chest = trunk(10, true);
+    Component abutting = ball(chest, 5, 64, 60, 6, 40);
+    const auto abutting_prob = prob_of(chest, abutting);
+    EXPECT_LT(std::abs(contrast(chest, abutting, abutting_prob, 127)), 10);
+    EXPECT_GT(contrast(chest, abutting, abutting_prob, 127, true), 800);
+    Component mediastinal = ball(chest, 5, 64, 64, 3, 40);  // no lung around it: the whole ring
+    EXPECT_LT(std::abs(contrast(chest, mediastinal, prob_of(chest, mediastinal), 127, true)), 10);
     EXPECT_FALSE(gate_confidence(0.8, 0.6));
     ASSERT_TRUE(gate_confidence(0.55, 0.6));
     EXPECT_STREQ(reject_name(gate_confidence(0.55, 0.6)->reason), "low_confidence");
