@@ -38,7 +38,27 @@ def augment(img, masks, rng):
     masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     gain = torch.from_numpy(rng.uniform(0.93, 1.07, (b, 1, 1, 1))).float()
     bias = torch.from_numpy(rng.uniform(-0.05, 0.05, (b, 1, 1, 1))).float()
-    return img * gain + bias + 0.01 * torch.randn_like(img), masks
+    return rendering(img, rng) * gain + bias + 0.01 * torch.randn_like(img), masks
+
+
+def rendering(img, rng, share=0.3):
+    """What PHANTOMS.md leaves to the renderer: a share of the slices blurred (smooth edges, partial
+    volume) and a share given a low-frequency texture, so the model does not learn one renderer's edges."""
+    b, _, h, w = img.shape
+    blur = torch.from_numpy(rng.random(b) < share)
+    if blur.any():
+        sigma = float(rng.uniform(0.5, 1.2))
+        x = torch.arange(-3, 4, dtype=torch.float32)
+        k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+        k = k / k.sum()
+        sub = F.pad(img[blur], (3, 3, 3, 3), mode="replicate")
+        sub = F.conv2d(F.conv2d(sub, k.view(1, 1, 1, 7)), k.view(1, 1, 7, 1))
+        img = img.clone()
+        img[blur] = sub
+    texture = torch.from_numpy(rng.random(b) < share).float().view(b, 1, 1, 1)
+    amplitude = torch.from_numpy(rng.uniform(0.0, 0.02, (b, 1, 1, 1))).float()
+    coarse = F.interpolate(torch.randn(b, 1, h // 16, w // 16), size=(h, w), mode="bilinear", align_corners=False)
+    return img + texture * amplitude * coarse
 
 
 def pick_positives(data, rng, k):
