@@ -290,10 +290,13 @@ def main():
             lesion_dice.append(dsc)
             if diameter >= 10:
                 dices10.append(dsc)
+        truth_of = {label: np.any([m for l, _, m in ph.lesions if l == label], axis=0) for label in want}
+        calls = [(f["label"], round(f["confidence"], 3), bool(f["label"] in want and (seg[truth_of[f["label"]]] == f["segment"]).any()))
+                 for f in d["findings"]]  # (label, confidence, true): for calibrating min_confidence
         seconds.append(d["analysis"]["seconds"]["total"] / max(1, ph.shape[0]))
         rows.append({"study": ph.folder.name, "region": ph.region, "slices": ph.shape[0], "truth": sorted(want),
                      "reported": [(f["label"], round(f["diameter_mm"], 1)) for f in d["findings"]],
-                     "exact": want == got, "seconds": d["analysis"]["seconds"]["total"],
+                     "exact": want == got, "seconds": d["analysis"]["seconds"]["total"], "calls": calls,
                      "lesions": [(label, round(float(diameter), 1), round(float(dc), 3))
                                  for (label, diameter, _), dc in zip(ph.lesions, lesion_dice)]})
     result = {

@@ -69,7 +69,8 @@ def manifest(version, trained_steps):
         "roi_box_value": BOX_VALUE,
         # referring prompt for every abdominal lesion class on every abdominal slice (docs/model-bundle.md)
         "referring_sweep": {"ABDOMEN": list(HOSTS)},
-        "thresholds": {"mask": 0.5, "min_slices": 1, "min_contrast_hu": 10.0, "min_host_contrast_hu": 15.0, "propagate_slices": 2, "lung_tumor_min_diameter_mm": 30.0,
+        "thresholds": {"mask": 0.5, "min_slices": 1, "min_contrast_hu": 10.0, "min_host_contrast_hu": 15.0, "propagate_slices": 2,
+                       "answer_spacing_mm": 2.5, "lung_tumor_min_diameter_mm": 30.0,
                        "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM},
@@ -77,8 +78,8 @@ def manifest(version, trained_steps):
         # margins, and white noise on uniform organs (texture ratio 1.00-1.07; real scans 1.5-3)
         "domain": {"description": "synthetic phantoms (PHANTOMS.md): axial CT chest/abdomen and MR head, uniform organs with white noise",
                    "axial_only": True, "max_candidates": 40,
-                   "CT": {"pixel_spacing_mm": [0.5, 1.0], "slice_spacing_mm": [2.0, 6.0], "max_texture_ratio": 1.3},
-                   "MR": {"pixel_spacing_mm": [0.7, 1.1], "slice_spacing_mm": [2.5, 6.0], "max_texture_ratio": 1.3}},
+                   "CT": {"regions": ["CHEST", "ABDOMEN"], "pixel_spacing_mm": [0.5, 1.0], "slice_spacing_mm": [2.0, 6.0], "max_texture_ratio": 1.3},
+                   "MR": {"regions": ["HEAD"], "pixel_spacing_mm": [0.7, 1.1], "slice_spacing_mm": [2.5, 6.0], "max_texture_ratio": 1.3}},
         "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},
     }
 
