@@ -407,7 +407,8 @@ std::vector<float> preprocess(const Manifest& m, const core::Volume& v, int z0, 
 }
 
 std::optional<std::string> Analyzer::not_validated(const core::Volume& v) const {
-    return pipeline::not_validated(m_model.manifest().domain, v, series_region(v, body_map(v)));
+    const BodyMap body = body_map(v);
+    return pipeline::not_validated(m_model.manifest().domain, v, series_region(v, body), texture_ratio(v, body));
 }
 
 core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, const AnalysisLimits& limits) const {

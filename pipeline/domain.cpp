@@ -22,6 +22,9 @@ core::Result<Domain> parse_domain(const std::string& json_text) {
             range.pixel_spacing_mm = r.value("pixel_spacing_mm", range.pixel_spacing_mm);
             range.slice_spacing_mm = r.value("slice_spacing_mm", range.slice_spacing_mm);
             range.max_texture_ratio = r.value("max_texture_ratio", 0.0);
+            range.skip_texture_ratio = r.value("skip_texture_ratio", 0.0);
+            if (range.skip_texture_ratio < 0 || (range.skip_texture_ratio > 0 && range.skip_texture_ratio < range.max_texture_ratio))
+                return bad(std::string(mod) + ".skip_texture_ratio", "must be 0 (off) or at least max_texture_ratio");
             range.regions = r.value("regions", range.regions);
             for (const auto& region : range.regions)
                 if (region != "HEAD" && region != "CHEST" && region != "ABDOMEN")

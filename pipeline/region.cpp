@@ -108,13 +108,16 @@ double texture_ratio(const core::Volume& v, const BodyMap& body) {
     return median(lag2) / std::max(median(lag1), 0.5);
 }
 
-std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region) {
+std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region, double texture) {
     if (!d.declared()) return std::nullopt;
     if (d.axial_only && std::abs(v.normal[2]) < std::cos(30 * M_PI / 180))  // oblique axial (AC-PC, tilt) is axial
         return fmt::format("slices not axial (normal {:.2f} {:.2f} {:.2f}); validated on {}", v.normal[0], v.normal[1], v.normal[2],
                            d.description);
     auto range = d.modality.find(v.modality);
     if (range == d.modality.end()) return fmt::format("modality {}; validated on {}", v.modality, d.description);
+    if (const double skip = range->second.skip_texture_ratio; skip > 0 && texture > skip)
+        return fmt::format("image texture ratio {:.2f} > {:.2f}: real anatomy, not the uniform organs of {}", texture, skip,
+                           d.description);
     const auto& valid = range->second.regions;
     if (valid.empty() || std::any_of(region.regions.begin(), region.regions.end(),
                                      [&](const std::string& r) { return std::find(valid.begin(), valid.end(), r) != valid.end(); }))

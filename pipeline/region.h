@@ -44,9 +44,10 @@ Gate gate_region(const std::string& label, const SeriesRegion& region);
 double texture_ratio(const core::Volume& v, const BodyMap& body);
 
 /// Why a series is not to be analyzed at all: its modality, its body region (one of the series'
-/// regions must be validated with the modality) or, with axial_only, its orientation is not in the
-/// domain. Nothing when it is, or when the manifest declares no domain.
-std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region);
+/// regions must be validated with the modality), with axial_only its orientation is not in the
+/// domain, or its texture ratio is above the modality's skip_texture_ratio. Nothing when it is, or
+/// when the manifest declares no domain.
+std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region, double texture);
 
 /// Why an analyzed volume is far from the manifest's validated data (spacing, texture), or nothing.
 std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v, double texture);

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Real scans through `triagectl analyze` (offline) with the demonstration model: a series of a
-modality/region/orientation the bundle's domain does not list (a head CT, a sagittal MR) is not
+"""Real scans through `triagectl analyze` (offline) with the demonstration model. As shipped, its
+domain (skip_texture_ratio) says real anatomy is not analyzed: no series is, each says why, and no
+finding is reported. With that switch off (a copy of the bundle), a series of a
+modality/region/orientation the domain does not list (a head CT, a sagittal MR) is still not
 analyzed and says why; on the others, whatever it segments, no label of another body region is
 reported (no brain tumor on a trunk CT), each series says it is outside the model's validated
 domain, its findings do not raise the priority, and each study ends within its time budget."""
@@ -31,11 +33,11 @@ DOMAIN = "outside the model's validated domain: "
 
 @unittest.skipUnless((MINI / "model.json").exists() and DICOM.is_dir(), "needs the mini bundle and ../shared/data/dicom")
 class RealSeriesTest(unittest.TestCase):
-    def analyze(self, folder):
+    def analyze(self, folder, bundle=MINI):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
             write_config(tmp / "node.toml", {"node": {"data_dir": str(tmp / "data")},
-                                             "model": {"bundle": str(MINI), "device": "cpu"},
+                                             "model": {"bundle": str(bundle), "device": "cpu"},
                                              "analysis": {"time_budget_seconds": BUDGET}})
             t0 = time.monotonic()
             r = subprocess.run([str(BUILD / "triagectl"), "--config", str(tmp / "node.toml"), "analyze", str(DICOM / folder),
@@ -44,10 +46,34 @@ class RealSeriesTest(unittest.TestCase):
             docs = json.loads(r.stdout)
             return (docs if isinstance(docs, list) else [docs]), time.monotonic() - t0
 
-    def test_no_implausible_label_and_within_budget(self):
-        for folder, plausible in SERIES.items():
+    def test_real_anatomy_is_not_analyzed_by_the_phantom_model(self):
+        for folder in SERIES:
             with self.subTest(folder=folder):
                 docs, wall = self.analyze(folder)
+                for d in docs:
+                    self.assertEqual(d["findings"], [])
+                    self.assertEqual(d["priority_level"], "normal", d["priority_reasons"])
+                    for s in d["series"]:
+                        self.assertFalse(s["analyzed"])
+                        self.assertTrue(s["skip_reason"].startswith(DOMAIN), s["skip_reason"])
+                print(f"\n{folder}: {wall:.1f} s, {[s['skip_reason'] for d in docs for s in d['series']]}")
+
+    def test_no_implausible_label_and_within_budget(self):
+        with tempfile.TemporaryDirectory() as tmp:  # the bundle with every series of its regions analyzed
+            flagging = pathlib.Path(tmp)
+            for f in MINI.iterdir():
+                (flagging / f.name).symlink_to(f)
+            manifest = json.loads((MINI / "model.json").read_text())
+            for modality in ("CT", "MR"):
+                manifest["domain"][modality].pop("skip_texture_ratio", None)
+            (flagging / "model.json").unlink()
+            (flagging / "model.json").write_text(json.dumps(manifest))
+            self.check_gates(flagging)
+
+    def check_gates(self, bundle):
+        for folder, plausible in SERIES.items():
+            with self.subTest(folder=folder):
+                docs, wall = self.analyze(folder, bundle)
                 for d in docs:
                     labels = {f["label"] for f in d["findings"]}
                     self.assertLessEqual(labels, plausible or set(), d["findings"])

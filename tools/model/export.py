@@ -75,11 +75,12 @@ def manifest(version, trained_steps):
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with
-        # margins, and white noise on uniform organs (texture ratio 1.00-1.07; real scans 1.5-3)
+        # margins, and white noise on uniform organs (texture ratio 1.00-1.07; real scans 1.5-3: above 1.45
+        # not analyzed at all, between 1.3 and 1.45 analyzed and flagged)
         "domain": {"description": "synthetic phantoms (PHANTOMS.md): axial CT chest/abdomen and MR head, uniform organs with white noise",
                    "axial_only": True, "max_candidates": 40,
-                   "CT": {"regions": ["CHEST", "ABDOMEN"], "pixel_spacing_mm": [0.5, 1.0], "slice_spacing_mm": [2.0, 6.0], "max_texture_ratio": 1.3},
-                   "MR": {"regions": ["HEAD"], "pixel_spacing_mm": [0.7, 1.1], "slice_spacing_mm": [2.5, 6.0], "max_texture_ratio": 1.3}},
+                   "CT": {"regions": ["CHEST", "ABDOMEN"], "pixel_spacing_mm": [0.5, 1.0], "slice_spacing_mm": [2.0, 6.0], "max_texture_ratio": 1.3, "skip_texture_ratio": 1.45},
+                   "MR": {"regions": ["HEAD"], "pixel_spacing_mm": [0.7, 1.1], "slice_spacing_mm": [2.5, 6.0], "max_texture_ratio": 1.3, "skip_texture_ratio": 1.45}},
         "modules": {name: dict(file=f"{name}.pt", **spec) for name, spec in PARTS.items()},
     }
 

@@ -236,18 +236,23 @@ TEST(Domain, SeriesOfAnotherModalityRegionOrOrientationAreNotValidated) {
     ASSERT_TRUE(d) << d.error().message;
     core::Volume v = trunk(8, false);
     const SeriesRegion chest{{"CHEST"}, "content"}, head{{"HEAD"}, "header: BodyPartExamined HEAD"};
-    EXPECT_FALSE(not_validated(*d, v, chest));
-    EXPECT_FALSE(not_validated(*d, v, SeriesRegion{{"HEAD", "CHEST"}, "header"}));  // one validated region is enough
-    auto why = not_validated(*d, v, head);
+    EXPECT_FALSE(not_validated(*d, v, chest, 1.0));
+    EXPECT_FALSE(not_validated(*d, v, SeriesRegion{{"HEAD", "CHEST"}, "header"}, 1.0));  // one validated region is enough
+    auto why = not_validated(*d, v, head, 1.0);
     ASSERT_TRUE(why);
     EXPECT_NE(why->find("CT of the HEAD"), std::string::npos) << *why;
     EXPECT_NE(why->find("CHEST/ABDOMEN"), std::string::npos) << *why;
+    auto textured = parse_domain(R"({"description": "phantoms", "CT": {"max_texture_ratio": 1.3, "skip_texture_ratio": 1.45}})");
+    ASSERT_TRUE(textured) << textured.error().message;
+    EXPECT_FALSE(not_validated(*textured, v, chest, 1.4));  // far from the phantoms: analyzed, flagged
+    EXPECT_NE(not_validated(*textured, v, chest, 1.6).value_or("").find("texture ratio 1.60 > 1.45"), std::string::npos);
+    EXPECT_FALSE(parse_domain(R"({"description": "x", "CT": {"max_texture_ratio": 1.3, "skip_texture_ratio": 1.2}})"));
     v.normal = {1, 0, 0};  // sagittal
-    EXPECT_NE(not_validated(*d, v, chest).value_or("").find("not axial"), std::string::npos);
+    EXPECT_NE(not_validated(*d, v, chest, 1.0).value_or("").find("not axial"), std::string::npos);
     v.modality = "MR", v.normal = {0, 0, 1};
-    EXPECT_FALSE(not_validated(*d, v, head));
-    EXPECT_TRUE(not_validated(*d, v, SeriesRegion{}));  // an MR whose region nothing tells
+    EXPECT_FALSE(not_validated(*d, v, head, 1.0));
+    EXPECT_TRUE(not_validated(*d, v, SeriesRegion{}, 1.0));  // an MR whose region nothing tells
     v.modality = "PT";
-    EXPECT_NE(not_validated(*d, v, head).value_or("").find("modality PT"), std::string::npos);
-    EXPECT_FALSE(not_validated(Domain{}, v, head));  // no domain declared: everything is analyzed
+    EXPECT_NE(not_validated(*d, v, head, 1.0).value_or("").find("modality PT"), std::string::npos);
+    EXPECT_FALSE(not_validated(Domain{}, v, head, 1.0));  // no domain declared: everything is analyzed
 }
