@@ -1,8 +1,9 @@
 #pragma once
 // The domain a bundle was validated on (model.json "domain", docs/model-bundle.md). A series of a
-// modality, body region or orientation the bundle was never validated on is not analyzed; one that
-// is only far from its data (spacing, texture, too many candidates) is analyzed, its findings are
-// flagged (unless its texture is above skip_texture_ratio: real anatomy for a phantom model) ("outside the model's validated domain: <why>") and do not raise the study's priority.
+// modality, body region or orientation the bundle was never validated on, or whose texture is above
+// skip_texture_ratio (real anatomy for a phantom model), is not analyzed; one that is only far from
+// its data (spacing, texture, too many candidates) is analyzed, its findings are flagged ("outside
+// the model's validated domain: <why>") and do not raise the study's priority.
 #include <map>
 #include <string>
 #include <utility>
