@@ -62,11 +62,11 @@ class RealSeriesTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:  # the bundle with every series of its regions analyzed
             flagging = pathlib.Path(tmp)
             for f in MINI.iterdir():
-                (flagging / f.name).symlink_to(f)
+                if f.name != "model.json":
+                    (flagging / f.name).symlink_to(f)
             manifest = json.loads((MINI / "model.json").read_text())
             for modality in ("CT", "MR"):
                 manifest["domain"][modality].pop("skip_texture_ratio", None)
-            (flagging / "model.json").unlink()
             (flagging / "model.json").write_text(json.dumps(manifest))
             self.check_gates(flagging)
 
