@@ -62,6 +62,7 @@ struct Candidate {
     std::string group;       // the name before host-organ grounding ("lung" for both lung classes)
     bool asked = false;      // named by the referring sweep (no recognition answer covers it)
     bool is_truncated = false;
+    bool diameter_whole = true;  // false: truncated through its widest section, the diameter a lower bound
     std::string faint;       // CT: isodense to its ring; awaits the host-organ second look
     double rank = 0;
 };
@@ -171,12 +172,13 @@ void name_from_evidence(Candidate& c, const std::array<std::map<std::string, dou
     c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
     c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
                                  m.lung_tumor_min_diameter_mm, c.f.label);
-    if (c.is_truncated && !measured_tumor && lung_tumor > lung_nodule) {  // cut by the volume: a lower bound
+    if (!c.diameter_whole && !measured_tumor && lung_tumor > lung_nodule) {  // cut by the volume: a lower bound
         c.f.label = "lung tumor";
         c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
                                      c.f.first_slice == 0 ? 1 : v.slices);
     } else if (c.is_truncated) {
-        c.f.grounding += "; truncated by the volume's first or last slice";
+        c.f.grounding += c.diameter_whole ? "; truncated by the volume's first or last slice beyond its widest section"
+                                          : "; truncated by the volume's first or last slice";
     }
 }
 
@@ -210,6 +212,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
     for (size_t k = 0; k < comps.size(); ++k) {
         Candidate c{k, measure(comps[k], v, lesion), "", false, false, "", 0};
         c.is_truncated = truncated(c.f, v);
+        c.diameter_whole = !c.is_truncated || widest_inside(comps[k], c.f, v);
         std::map<std::string, double> all_groups;
         if (mass[k][0].empty() && mass[k][1].empty())
             for (const auto& [group, prob] : r.labels.prob)
@@ -219,6 +222,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
         Gate g = gate_slices(c.f.last_slice - c.f.first_slice + 1, m.min_slices);
         if (!g) g = gate_region(c.f.label, region);
         if (!g) g = gate_shape(c.f, comps[k], v, body);
+        if (!g && v.modality == "CT" && c.group == "lung") g = gate_in_lung(lung_ring_share(v, comps[k], c.f.key_slice));
         if (!g) g = gate_confidence(c.f.confidence, m.min_confidence);
         if (!g && v.modality == "CT" && m.min_contrast_hu > 0) {
             const double hu = contrast(v, comps[k], lesion, threshold, c.group == "lung");

@@ -10,6 +10,8 @@ namespace triage::pipeline {
 
 namespace {
 
+constexpr double kMaxElongation = 4;  // length along z over the in-plane diameter (at least 10 mm)
+
 float air_level(const core::Volume& v) {
     if (v.modality == "CT") return -400.0f;
     if (v.voxels.empty()) return 0.0f;
@@ -89,6 +91,10 @@ Gate gate_shape(const core::Finding& f, const Component& c, const core::Volume& 
     const double n = static_cast<double>(c.voxels.size());
     if (outside > 0.3 * n) return Verdict{Reject::ImplausibleShape, fmt::format("{:.0f}% outside the body", 100 * outside / n)};
     if (edge > 0.2 * n) return Verdict{Reject::ImplausibleShape, fmt::format("{:.0f}% along the body outline", 100 * edge / n)};
+    const double length = (f.last_slice - f.first_slice + 1) * v.slice_spacing;  // PHANTOMS.md: irregular ellipsoids
+    if (length > kMaxElongation * std::max(f.diameter_mm, 10.0))
+        return Verdict{Reject::ImplausibleShape, fmt::format("a tube along z ({:.0f} mm long, {:.0f} mm across): a vessel or canal",
+                                                             length, f.diameter_mm)};
     const std::vector<size_t> key = slice_pixels(v, c.voxels, f.key_slice);
     const int body_area = body.body_pixels[static_cast<size_t>(f.key_slice)];
     if (body_area > 0 && static_cast<double>(key.size()) > 0.25 * body_area)

@@ -10,6 +10,7 @@ namespace triage::pipeline {
 
 namespace {
 constexpr float kLungBelowHu = -400.0f;  // lung parenchyma (-900 to -800 HU) and what is as dark
+constexpr double kLungRingShare = 0.25;  // a lung lesion: at least this much of its ring at lung density
 }
 
 const char* reject_name(Reject r) {
@@ -19,6 +20,7 @@ const char* reject_name(Reject r) {
         case Reject::Isodense: return "isodense";
         case Reject::ImplausibleRegion: return "implausible_region";
         case Reject::ImplausibleShape: return "implausible_shape";
+        case Reject::OutsideHost: return "outside_host";
         case Reject::LowConfidence: return "low_confidence";
         case Reject::OverLabelLimit: return "over_label_limit";
         case Reject::OverStudyLimit: return "over_study_limit";
@@ -121,6 +123,18 @@ core::Finding measure(const Component& c, const core::Volume& v, const std::vect
 
 bool truncated(const core::Finding& f, const core::Volume& v) { return f.first_slice == 0 || f.last_slice == v.slices - 1; }
 
+bool widest_inside(const Component& c, const core::Finding& f, const core::Volume& v) {
+    const int cut = f.first_slice == 0 ? 0 : v.slices - 1;
+    if (f.key_slice == cut) return false;
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    size_t at_cut = 0, at_key = 0;
+    for (size_t i : c.voxels) {
+        const auto z = static_cast<int>(i / plane);
+        at_cut += z == cut, at_key += z == f.key_slice;
+    }
+    return static_cast<double>(at_cut) < 0.7 * static_cast<double>(at_key);
+}
+
 std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z) {
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;
     std::vector<size_t> out;
@@ -173,7 +187,7 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
     if (in_lung) {  // a lung lesion may abut the mediastinum at its density: the lung around it shows it
         for (float hu : around)
             if (hu < kLungBelowHu) lung.push_back(hu);
-        if (lung.size() * 4 >= around.size()) around = std::move(lung);
+        if (static_cast<double>(lung.size()) >= kLungRingShare * static_cast<double>(around.size())) around = std::move(lung);
     }
     return median_difference(std::move(inside), std::move(around));
 }
@@ -199,6 +213,20 @@ Gate gate_contrast(double hu, double min_hu, const std::string& around) {
 Gate gate_confidence(double confidence, double min_confidence) {
     if (confidence >= min_confidence) return std::nullopt;
     return Verdict{Reject::LowConfidence, fmt::format("confidence {:.2f} < {:.2f}", confidence, min_confidence)};
+}
+
+double lung_ring_share(const core::Volume& v, const Component& c, int z) {
+    const std::vector<size_t> ring = ring_around(v, slice_pixels(v, c.voxels, z), 3);
+    const size_t plane = static_cast<size_t>(v.rows) * v.columns;
+    size_t lung = 0;
+    for (size_t p : ring) lung += v.voxels[static_cast<size_t>(z) * plane + p] < kLungBelowHu;
+    return ring.empty() ? 0.0 : static_cast<double>(lung) / static_cast<double>(ring.size());
+}
+
+Gate gate_in_lung(double share) {
+    if (share >= kLungRingShare) return std::nullopt;
+    return Verdict{Reject::OutsideHost, fmt::format("not in a lung: {:.0f}% of the ring around its key slice at lung density "
+                                                    "(< {:.0f} HU), under {:.0f}%", 100 * share, kLungBelowHu, 100 * kLungRingShare)};
 }
 
 double rank_score(const core::Finding& f) { return f.confidence * f.volume_ml; }

@@ -19,7 +19,8 @@ enum class Reject {
     BelowMinDiameter,   // smaller than its label's min_diameter_mm in-plane or along z
     Isodense,           // CT: not denser or lighter than the tissue (or host organ) around it
     ImplausibleRegion,  // a label of another body region (a brain tumor on a chest CT)
-    ImplausibleShape,   // outside the body, along its outline, a large part of it, or a thin shell
+    ImplausibleShape,   // outside the body, along its outline, a large part of it, a thin shell or a tube
+    OutsideHost,        // CT: a lung lesion with little lung around it (the spinal canal, the heart)
     LowConfidence,      // mean mask probability below the manifest's min_confidence
     OverLabelLimit,     // more findings of this label than [analysis] max_findings_per_label
     OverStudyLimit,     // beyond [analysis] max_findings_per_study or max_checked_candidates
@@ -47,6 +48,10 @@ std::vector<Component> components(const std::vector<std::uint8_t>& prob, const c
 core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob);
 /// True when the lesion reaches the first or last slice: its extent along z is a lower bound.
 bool truncated(const core::Finding& f, const core::Volume& v);
+/// For a truncated lesion: its widest cross-section lies inside the volume (the key slice is not the
+/// cut slice and the cut section is under 70 % of the key slice's area), so its in-plane diameter
+/// is whole although its extent along z is not.
+bool widest_inside(const Component& c, const core::Finding& f, const core::Volume& v);
 
 /// Row-major pixel indices of a lesion's voxels on slice z.
 std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z);
@@ -67,6 +72,11 @@ Gate gate_slices(int span, int min_slices);
 Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spacing);
 Gate gate_contrast(double hu, double min_hu, const std::string& around);
 Gate gate_confidence(double confidence, double min_confidence);
+/// CT: the share of the 3-pixel ring around a lesion's pixels on slice z that is lung-density air.
+double lung_ring_share(const core::Volume& v, const Component& c, int z);
+/// A lung lesion lies in a lung (PHANTOMS.md: a nodule inside one, a tumour at least 60 % inside
+/// one, abutting the mediastinum at most): at least a quarter of the ring around its key slice is lung.
+Gate gate_in_lung(double share);
 
 /// Per slice: which pixels are outside the body (connected to the image border through pixels
 /// below `air`) and how much of the body is lung-density air. Computed once per volume.
@@ -79,8 +89,9 @@ struct BodyMap {
 /// CT: air = -400 HU. MR: air = 15 % of the 98th percentile of the volume.
 BodyMap body_map(const core::Volume& v);
 /// The shape gate: a mask mostly outside the body, along its outline (the skin, scalp or table),
-/// covering more than max_body_fraction of the body's cross-section on its key slice, or a thin
-/// shell (area under 12 % of the disc of its diameter, at 15 mm or more).
+/// covering more than max_body_fraction of the body's cross-section on its key slice, a thin
+/// shell (area under 12 % of the disc of its diameter, at 15 mm or more), or a tube along z (longer
+/// than 4 times its in-plane diameter, at least 10 mm: the spinal canal, the aorta, a vessel).
 Gate gate_shape(const core::Finding& f, const Component& c, const core::Volume& v, const BodyMap& body);
 
 /// Rank of a candidate for the capped, expensive checks and the finding limits: confidence x volume.

@@ -74,8 +74,15 @@ TEST(Lesions, ComponentsAndMeasurementsOfAHandMadeBall) {
 
 TEST(Lesions, ALesionAtTheLastSliceIsTruncated) {
     core::Volume v = trunk(6, false);
-    core::Finding f = measure(ball(v, 5, 64, 64, 5, 10), v, prob_of(v, ball(v, 5, 64, 64, 5, 10)));
+    const Component equator = ball(v, 5, 64, 64, 5, 10);  // cut through its widest section: diameter a lower bound
+    core::Finding f = measure(equator, v, prob_of(v, equator));
     EXPECT_TRUE(truncated(f, v));
+    EXPECT_FALSE(widest_inside(equator, f, v));
+    core::Volume w = trunk(6, false);
+    const Component cap = ball(w, 3, 64, 64, 6, 10);  // centre on slice 3, cut on slice 5 (4.5 of 6 pixels' radius)
+    const core::Finding g = measure(cap, w, prob_of(w, cap));
+    EXPECT_TRUE(truncated(g, w));
+    EXPECT_TRUE(widest_inside(cap, g, w));
 }
 
 TEST(Lesions, GateSlicesAndMinDiameter) {
@@ -170,6 +177,34 @@ TEST(Lesions, GateShapeRejectsOutlineOutsideHugeAndShellMasks) {
     shell.voxels.erase(std::unique(shell.voxels.begin(), shell.voxels.end()), shell.voxels.end());
     ASSERT_TRUE(verdict(shell));
     EXPECT_NE(verdict(shell)->why.find("thin shell"), std::string::npos);
+    // A tube along z: 4 pixels (10 mm) across on 8 slices of 5 mm (40 mm long, 4 x 10 mm) passes;
+    // on 20 slices (100 mm) it is a vessel or the spinal canal.
+    core::Volume tall = trunk(20, false);
+    const BodyMap tall_body = body_map(tall);
+    auto tube = [&](int slices) {
+        Component c;
+        for (int z = 0; z < slices; ++z)
+            for (int y = 70; y < 74; ++y)
+                for (int x = 62; x < 66; ++x) c.voxels.push_back((static_cast<size_t>(z) * 128 + y) * 128 + x);
+        return gate_shape(measure(c, tall, prob_of(tall, c)), c, tall, tall_body);
+    };
+    EXPECT_FALSE(tube(8));
+    auto long_tube = tube(20);
+    ASSERT_TRUE(long_tube);
+    EXPECT_NE(long_tube->why.find("tube along z"), std::string::npos);
+}
+
+TEST(Lesions, GateInLungNeedsLungAroundALungLesion) {
+    core::Volume v = trunk(6, true);
+    Component nodule = ball(v, 3, 64, static_cast<int>(128 * 0.3), 5, 20);  // inside the right lung
+    EXPECT_GT(lung_ring_share(v, nodule, 3), 0.9);
+    EXPECT_FALSE(gate_in_lung(lung_ring_share(v, nodule, 3)));
+    Component middle = ball(v, 3, 64, 64, 5, 20);  // between the lungs, in 40-HU tissue: lung barely touches its ring
+    EXPECT_LT(lung_ring_share(v, middle, 3), 0.25);
+    auto g = gate_in_lung(lung_ring_share(v, middle, 3));
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "outside_host");
+    EXPECT_NE(g->why.find("not in a lung"), std::string::npos);
 }
 
 TEST(Region, HeaderFirstThenContent) {
