@@ -210,7 +210,9 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
     }
     std::vector<Candidate> pass;
     for (size_t k = 0; k < comps.size(); ++k) {
-        Candidate c{k, measure(comps[k], v, lesion), "", false, false, "", 0};
+        Candidate c;
+        c.component = k;
+        c.f = measure(comps[k], v, lesion);
         c.is_truncated = truncated(c.f, v);
         c.diameter_whole = !c.is_truncated || widest_inside(comps[k], c.f, v);
         std::map<std::string, double> all_groups;

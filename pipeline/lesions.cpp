@@ -10,7 +10,7 @@ namespace triage::pipeline {
 
 namespace {
 constexpr float kLungBelowHu = -400.0f;  // lung parenchyma (-900 to -800 HU) and what is as dark
-constexpr double kLungRingShare = 0.25;  // a lung lesion: at least this much of its ring at lung density
+constexpr double kLungRingShare = 0.1;  // a lung lesion: at least this much of its key slice's ring at lung density
 }
 
 const char* reject_name(Reject r) {
@@ -187,7 +187,7 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
     if (in_lung) {  // a lung lesion may abut the mediastinum at its density: the lung around it shows it
         for (float hu : around)
             if (hu < kLungBelowHu) lung.push_back(hu);
-        if (static_cast<double>(lung.size()) >= kLungRingShare * static_cast<double>(around.size())) around = std::move(lung);
+        if (lung.size() * 4 >= around.size()) around = std::move(lung);
     }
     return median_difference(std::move(inside), std::move(around));
 }
