@@ -93,7 +93,7 @@ class RealSeriesTest(unittest.TestCase):
                         self.assertTrue(any(w.startswith(DOMAIN) for w in s["warnings"]))
                         for why in s["not_reported"]:  # every candidate not reported says which gate
                             self.assertRegex(why, r": (too_few_slices|below_min_diameter|isodense|implausible_region|"
-                                                  r"implausible_shape|low_confidence|over_label_limit|over_study_limit|"
+                                                  r"implausible_shape|outside_host|low_confidence|over_label_limit|over_study_limit|"
                                                   r"time_budget|seg_limit): |^\d+ more candidates not listed$")
                     self.assertEqual(d["outside_domain"], plausible is not None)
                     self.assertEqual(d["priority_level"], "normal", d["priority_reasons"])

@@ -18,9 +18,11 @@ usage: evaluate.py --bundle DIR --triagectl build/triagectl [--studies 36] [--se
 of several result files into one summary (recognition, per class, Dice >= 10 mm, misses).
 """
 import argparse
+import hashlib
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -219,18 +221,23 @@ def main():
     budget = "" if a.time_budget is None else f"[analysis]\ntime_budget_seconds = {a.time_budget}\n"
     cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n{budget}')
     inputs, out = work / "in", work / "out"
-    done = {}  # study uid -> a finished report (any out* folder) whose analysis was not cut by the time budget
+    # study uid -> a finished report (any out* folder) of this very bundle (model.json's sha256) whose
+    # analysis was not cut by the time budget; a report of another bundle is analyzed again
+    bundle_sha = hashlib.sha256((pathlib.Path(a.bundle) / "model.json").read_bytes()).hexdigest()
+    done = {}
     for f in sorted(work.glob("out*/*/report.json"), key=lambda f: f.stat().st_mtime):
         d = json.loads(f.read_text())
-        if not d["series"][0].get("time_budget_exceeded", False) if d.get("series") else True:
+        cut = d["series"][0].get("time_budget_exceeded", False) if d.get("series") else False
+        if d.get("model", {}).get("sha256") == bundle_sha and not cut:
             done[d["study_uid"]] = d
     folder_uid = {str(t.folder.name): uid for uid, t in truth.items()}
     if a.subset:  # a folder of hard links to the chosen studies (triagectl follows no symlinks)
         lo, hi = (int(x) for x in a.subset.split(":"))
         inputs = work / f"in-{lo}-{hi}"
         for i in range(lo, min(hi, a.studies)):
-            if folder_uid.get(f"s{i:03d}") in done:
-                continue  # analyzed completely before: reused
+            if folder_uid.get(f"s{i:03d}") in done:  # analyzed completely before by this bundle: reused
+                shutil.rmtree(inputs / f"s{i:03d}", ignore_errors=True)
+                continue
             (inputs / f"s{i:03d}").mkdir(parents=True, exist_ok=True)
             for f in (work / "in" / f"s{i:03d}").iterdir():
                 if not (inputs / f"s{i:03d}" / f.name).exists():
