@@ -160,6 +160,12 @@ def merge(paths):
     out["mean_dice_lesions_ge_10mm"] = float(np.mean(d10)) if d10 else None
     out["seconds_per_study"] = float(np.mean([r["seconds"] for r in rows]))
     out["seconds_per_slice"] = float(np.mean([r["seconds"] / r["slices"] for r in rows]))
+    # calibration of thresholds.min_confidence: recognition had the findings under t been dropped
+    # (each row's calls: label, confidence, true), and how many true findings that drops
+    out["by_min_confidence"] = {f"{t:.2f}": {
+        "recognition": sum(set(r["truth"]) == {c[0] for c in r.get("calls", []) if c[1] >= t} for r in rows) / len(rows),
+        "true_findings_dropped": sum(1 for r in rows for c in r.get("calls", []) if c[2] and c[1] < t)}
+        for t in (0.0, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97)}
     out["misses"] = [r for r in rows if not r["exact"]]
     print(json.dumps(out, indent=2))
 
