@@ -144,6 +144,14 @@ core::Status answer_slices(Run& r) {
     return {};
 }
 
+/// The size range of a named lesion's label (model.json min_diameter_mm, max_diameter_mm).
+Gate gate_size(const Manifest& m, const core::Finding& f, const core::Volume& v) {
+    if (auto min = m.min_diameter_mm.find(f.label); min != m.min_diameter_mm.end())
+        if (auto g = gate_min_diameter(f, min->second, v.slice_spacing)) return g;
+    if (auto max = m.max_diameter_mm.find(f.label); max != m.max_diameter_mm.end()) return gate_max_diameter(f, max->second, v.slice_spacing);
+    return std::nullopt;
+}
+
 /// Step 3: the name a component's evidence gives: the group with the most recognized probability
 /// mass (lung: the recognized lung class with the most), else the sweep's; propagated masks never
 /// vote. `mass` is the evidence inside this component per [asked][label].
@@ -236,9 +244,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
                 g.reset();
             }
         }
-        if (!g && !m.host_organs.count(c.f.label))
-            if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
-                g = gate_min_diameter(c.f, min->second, v.slice_spacing);
+        if (!g && !m.host_organs.count(c.f.label)) g = gate_size(m, c.f, v);
         if (g) {
             reject(r, c, *g);
         } else {
@@ -276,11 +282,10 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
             }
             if (r.out.time_budget_exceeded) {  // what it has: the recognized name, without the host-organ check
                 c.f.grounding += "; host-organ check skipped (time budget)";
-                if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
-                    if (auto g = gate_min_diameter(c.f, min->second, v.slice_spacing)) {
-                        reject(r, c, *g);
-                        continue;
-                    }
+                if (auto g = gate_size(m, c.f, v)) {
+                    reject(r, c, *g);
+                    continue;
+                }
                 kept.push_back(std::move(c));
                 continue;
             }
@@ -303,11 +308,10 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 c.f.grounding += fmt::format("; {}, {:+.0f} HU to the {} around it", c.faint, hu,
                                              m.host_organs.at(c.f.label));
             }
-            if (auto min = m.min_diameter_mm.find(c.f.label); min != m.min_diameter_mm.end())
-                if (auto g = gate_min_diameter(c.f, min->second, v.slice_spacing)) {
-                    reject(r, c, *g);
-                    continue;
-                }
+            if (auto g = gate_size(m, c.f, v)) {
+                reject(r, c, *g);
+                continue;
+            }
         }
         kept.push_back(std::move(c));
     }

@@ -17,6 +17,7 @@ const char* reject_name(Reject r) {
     switch (r) {
         case Reject::TooFewSlices: return "too_few_slices";
         case Reject::BelowMinDiameter: return "below_min_diameter";
+        case Reject::AboveMaxDiameter: return "above_max_diameter";
         case Reject::Isodense: return "isodense";
         case Reject::ImplausibleRegion: return "implausible_region";
         case Reject::ImplausibleShape: return "implausible_shape";
@@ -203,6 +204,13 @@ Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spaci
     if (f.diameter_mm >= min_mm && span >= min_span) return std::nullopt;
     return Verdict{Reject::BelowMinDiameter,
                    fmt::format("smaller than {:.1f} mm in-plane or along z ({} of {} slices)", min_mm, span, min_span)};
+}
+
+Gate gate_max_diameter(const core::Finding& f, double max_mm, double slice_spacing) {
+    const double length = (f.last_slice - f.first_slice) * slice_spacing;  // the slices' extent less one slice
+    if (f.diameter_mm <= max_mm && length <= max_mm) return std::nullopt;
+    return Verdict{Reject::AboveMaxDiameter,
+                   fmt::format("larger than {:.0f} mm in-plane ({:.0f} mm) or along z ({:.0f} mm)", max_mm, f.diameter_mm, length)};
 }
 
 Gate gate_contrast(double hu, double min_hu, const std::string& around) {

@@ -17,6 +17,7 @@ namespace triage::pipeline {
 enum class Reject {
     TooFewSlices,       // spans fewer slices than the manifest's min_slices
     BelowMinDiameter,   // smaller than its label's min_diameter_mm in-plane or along z
+    AboveMaxDiameter,   // larger than its label's max_diameter_mm in-plane or along z
     Isodense,           // CT: not denser or lighter than the tissue (or host organ) around it
     ImplausibleRegion,  // a label of another body region (a brain tumor on a chest CT)
     ImplausibleShape,   // outside the body, along its outline, a large part of it, a thin shell or a tube
@@ -70,6 +71,8 @@ double contrast(const core::Volume& v, const Component& c, const std::vector<std
 Gate gate_slices(int span, int min_slices);
 /// In-plane diameter below min_mm, or fewer slices than min_mm covers along z (at least 1).
 Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spacing);
+/// In-plane diameter above max_mm, or a length along z of more than max_mm plus one slice.
+Gate gate_max_diameter(const core::Finding& f, double max_mm, double slice_spacing);
 Gate gate_contrast(double hu, double min_hu, const std::string& around);
 Gate gate_confidence(double confidence, double min_confidence);
 /// CT: the share of the 3-pixel ring around a lesion's pixels on slice z that is lung-density air.

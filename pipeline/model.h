@@ -59,6 +59,7 @@ struct Manifest {
     double host_ring_mm = 5, host_min_coverage = 0.15;  // ring around the lesion, least organ probability
     double host_min_lead = 0;  // an organ renames a lesion only this far ahead of its recognized label's organ
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
+    std::map<std::string, double> max_diameter_mm;  // per label: larger ones are not either (the trained size range)
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
     int min_slices = 2;
     int propagate_slices = 0;    // [SEG] prompts carried to slices this far away (0: off)

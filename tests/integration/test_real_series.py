@@ -92,7 +92,7 @@ class RealSeriesTest(unittest.TestCase):
                         self.assertTrue(s["outside_domain"], s["warnings"])
                         self.assertTrue(any(w.startswith(DOMAIN) for w in s["warnings"]))
                         for why in s["not_reported"]:  # every candidate not reported says which gate
-                            self.assertRegex(why, r": (too_few_slices|below_min_diameter|isodense|implausible_region|"
+                            self.assertRegex(why, r": (too_few_slices|below_min_diameter|above_max_diameter|isodense|implausible_region|"
                                                   r"implausible_shape|outside_host|low_confidence|over_label_limit|over_study_limit|"
                                                   r"time_budget|seg_limit): |^\d+ more candidates not listed$")
                     self.assertEqual(d["outside_domain"], plausible is not None)

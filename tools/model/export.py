@@ -17,6 +17,8 @@ import mini  # noqa: E402
 from common import BOX_VALUE, HOSTS, INPUT_SIZE, LABELS, PROMPTS, SNOMED, SPECIAL, VOCAB  # noqa: E402
 
 MIN_DIAMETER_MM = {"liver tumor": 7.0, "kidney tumor": 10.5, "pancreas tumor": 7.0, "lung nodule": 3.5, "brain tumor": 10.5}
+# 1.1 x the largest lesion of each class in PHANTOMS.md (lung nodules turn into tumours by size): above, not reported
+MAX_DIAMETER_MM = {"liver tumor": 66.0, "kidney tumor": 55.0, "pancreas tumor": 38.5, "lung tumor": 77.0, "brain tumor": 55.0}
 PARTS = {
     "vision_encoder": {"inputs": {"image": [-1, 1, INPUT_SIZE, INPUT_SIZE]},
                        "outputs": {"visual_tokens": [-1, 64, mini.D], "lesion_map": [-1, len(LABELS), 16, 16]}},
@@ -73,7 +75,7 @@ def manifest(version, trained_steps):
                        "answer_spacing_mm": 2.5, "lung_tumor_min_diameter_mm": 30.0,
                        "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
-                       "min_diameter_mm": MIN_DIAMETER_MM},
+                       "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with
         # margins, and white noise on uniform organs (texture ratio 1.00-1.07; real scans 1.5-3: above 1.45
         # not analyzed at all, between 1.3 and 1.45 analyzed and flagged)
@@ -115,6 +117,7 @@ def main():
     if a.untrained:
         m["name"], m["description"] = "unibiomed-mini-untrained", "Random weights: shape/contract tests only."
         del m["domain"]  # validated on nothing: it analyzes whatever it is given (the tests' real series too)
+        del m["thresholds"]["max_diameter_mm"]  # trained on no size range either
     for spec in m["modules"].values():
         spec["sha256"] = hashlib.sha256((out / spec["file"]).read_bytes()).hexdigest()
     (out / "model.json").write_text(json.dumps(m, indent=1) + "\n")

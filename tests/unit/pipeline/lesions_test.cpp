@@ -85,6 +85,18 @@ TEST(Lesions, ALesionAtTheLastSliceIsTruncated) {
     EXPECT_TRUE(widest_inside(cap, g, w));
 }
 
+TEST(Lesions, GateMaxDiameterInPlaneAndAlongZ) {
+    core::Finding f;
+    f.diameter_mm = 60, f.first_slice = 10, f.last_slice = 25;  // 16 slices of 5 mm: 75 mm less one slice
+    EXPECT_FALSE(gate_max_diameter(f, 77, 5));
+    f.last_slice = 30;  // 100 mm along z: the heart, not a 30-70 mm lung tumour
+    auto g = gate_max_diameter(f, 77, 5);
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "above_max_diameter");
+    f.last_slice = 20, f.diameter_mm = 80;
+    EXPECT_TRUE(gate_max_diameter(f, 77, 5));
+}
+
 TEST(Lesions, GateSlicesAndMinDiameter) {
     EXPECT_FALSE(gate_slices(2, 2));
     auto g = gate_slices(1, 2);
