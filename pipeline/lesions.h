@@ -21,7 +21,7 @@ enum class Reject {
     Isodense,           // CT: not denser or lighter than the tissue (or host organ) around it
     ImplausibleRegion,  // a label of another body region (a brain tumor on a chest CT)
     ImplausibleShape,   // outside the body, along its outline, a large part of it, a thin shell or a tube
-    OutsideHost,        // CT: a lung lesion with little lung around it (the spinal canal, the heart)
+    OutsideHost,        // CT: a lung lesion with little lung around it (the spinal canal, the aorta)
     LowConfidence,      // mean mask probability below the manifest's min_confidence
     OverLabelLimit,     // more findings of this label than [analysis] max_findings_per_label
     OverStudyLimit,     // beyond [analysis] max_findings_per_study or max_checked_candidates
