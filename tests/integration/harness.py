@@ -32,6 +32,19 @@ def phantom(out, seed, region, lesions="", slices=40):
     return r.stdout.split()[0]
 
 
+def bundle_copy(src, dest, edit):
+    """A copy of a model bundle in dest (its weights linked) whose model.json edit(manifest) changed."""
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in pathlib.Path(src).iterdir():
+        if f.name != "model.json":
+            (dest / f.name).symlink_to(f)
+    manifest = json.loads((pathlib.Path(src) / "model.json").read_text())
+    edit(manifest)
+    (dest / "model.json").write_text(json.dumps(manifest))
+    return dest
+
+
 def job_state(node, study):
     jobs = node.ctl("study", study)["jobs"]
     return jobs[-1]["state"] if jobs else None
