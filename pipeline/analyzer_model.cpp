@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <iterator>
+#include <limits>
 
 #include "pipeline/analyzer.h"
 #include "pipeline/lesions.h"
@@ -20,20 +21,36 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 
 
-/// Pastes one mask (logits, mask_size^2) onto slice z of `dst` (max), as probabilities 0..255 on
-/// the native grid; returns that slice's plane of this mask alone.
-std::vector<std::uint8_t> paste_mask(const std::vector<float>& logits, int mask_size, const core::Volume& v, int z,
-                                     std::vector<std::uint8_t>& dst) {
+/// One mask (logits, mask_size^2) as probabilities 0..255 on the native grid of one slice.
+static std::vector<std::uint8_t> mask_plane(const std::vector<float>& logits, int mask_size, const core::Volume& v) {
     torch::Tensor t = torch::from_blob(const_cast<float*>(logits.data()), {1, 1, mask_size, mask_size}, torch::kFloat32);
     torch::Tensor up = torch::sigmoid(torch::nn::functional::interpolate(
         t, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{v.rows, v.columns})
                .mode(torch::kBilinear).align_corners(false)));
     torch::Tensor q = (up * 255.0f).round().clamp(0, 255).to(torch::kUInt8).contiguous();
     const std::uint8_t* p = q.data_ptr<std::uint8_t>();
-    const size_t n = static_cast<size_t>(v.rows) * v.columns;
-    std::uint8_t* out = dst.data() + static_cast<size_t>(z) * n;
-    for (size_t i = 0; i < n; ++i) out[i] = std::max(out[i], p[i]);
-    return std::vector<std::uint8_t>(p, p + n);
+    return std::vector<std::uint8_t>(p, p + static_cast<size_t>(v.rows) * v.columns);
+}
+
+/// Pastes a plane onto slice z of `dst` (max).
+static void paste_plane(const std::vector<std::uint8_t>& plane, int z, std::vector<std::uint8_t>& dst) {
+    std::uint8_t* out = dst.data() + static_cast<size_t>(z) * plane.size();
+    for (size_t i = 0; i < plane.size(); ++i) out[i] = std::max(out[i], plane[i]);
+}
+
+std::vector<std::uint8_t> paste_mask(const std::vector<float>& logits, int mask_size, const core::Volume& v, int z,
+                                     std::vector<std::uint8_t>& dst) {
+    auto plane = mask_plane(logits, mask_size, v);
+    paste_plane(plane, z, dst);
+    return plane;
+}
+
+/// Whether a plane's mask (>= threshold) touches the mask of slice z in `volume`.
+static bool touches(const std::vector<std::uint8_t>& plane, const std::vector<std::uint8_t>& volume, int z, std::uint8_t threshold) {
+    const std::uint8_t* at = volume.data() + static_cast<size_t>(z) * plane.size();
+    for (size_t i = 0; i < plane.size(); ++i)
+        if (plane[i] >= threshold && at[i] >= threshold) return true;
+    return false;
 }
 
 /// Lung nodule and lung tumor differ by 3D size, decided after assembly: one "lung" group.
@@ -44,25 +61,40 @@ std::string group_of(const std::string& label) { return label.rfind("lung", 0) =
 /// so it finds lesions, and the recognition answers, where they have any, name them.
 
 
+double reach_mm(const Manifest& m, const std::string& group) {
+    const std::string g = group.rfind(kAsked, 0) == 0 ? group.substr(kAsked.size()) : group;
+    double reach = 0;
+    for (const auto& [label, max] : m.max_diameter_mm)
+        if (group_of(label) == group_of(g)) reach = std::max(reach, max);
+    return reach > 0 ? reach : std::numeric_limits<double>::infinity();
+}
+
 /// Carries each [SEG] prompt to the neighbouring slices where the language model did not name that
 /// group (up to propagate_slices away, nearest first), as Sa2VA carries a prompt through video
-/// frames: the mask decoder alone decides on each of those slices, and a slice where it finds
-/// something passes the prompt on, so a lesion is followed through the slices it covers. Fills the
+/// frames: the mask decoder alone decides on each of those slices, and a mask that touches the mask
+/// of the slice the prompt came from is kept and passes the prompt on, so a lesion is followed
+/// through the slices it covers. A mask elsewhere on the slice is another structure, not the lesion
+/// carried: dropped (on real scans such masks carried prompts through the whole volume). Fills the
 /// slices a large lesion skips in the per-slice answers, which otherwise split or lose it. Only the
 /// groups in `carried` (those the series' region allows); past `deadline` it stops and sets `stopped`.
+/// A prompt is carried no farther beyond the slices the model named it on than the largest lesion of
+/// its group reaches (model.json max_diameter_mm): a longer run is not a lesion of that class.
 core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
                        int batch, LabelVolumes& labels, StageSeconds& stages, std::chrono::steady_clock::time_point deadline,
                        const std::set<std::string>& carried, bool& stopped) {
     const Manifest& m = model.manifest();
     const float min_logit = static_cast<float>(std::log(m.mask_threshold / (1 - m.mask_threshold)));
+    const auto threshold = static_cast<std::uint8_t>(std::lround(m.mask_threshold * 255));
     struct Task {
-        int z;
+        int z, from;
         std::string group;
         std::vector<float> prompt;
     };
     std::vector<bool> source(static_cast<size_t>(v.slices));
     for (int z = 0; z < v.slices; ++z) source[static_cast<size_t>(z)] = !prompts[static_cast<size_t>(z)].empty();
     std::set<std::pair<int, std::string>> tried;
+    std::map<std::pair<int, std::string>, double> run_mm;  // carried this far from a slice that named it
+    const double step_mm = v.slice_spacing > 0 ? v.slice_spacing : 1.0;
     for (bool any = true; any;) {  // one wave: every slice next to a source slice
         std::vector<Task> tasks;
         for (int z = 0; z < v.slices; ++z)
@@ -70,12 +102,14 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
                 const std::string& group = entry.first;
                 if (!carried.count(group) || prompts[static_cast<size_t>(z)].count(group) || tried.count({z, group})) continue;
                 const std::vector<float>* found = nullptr;
+                int from = -1;
                 for (int d = 1; d <= m.propagate_slices && !found; ++d)
                     for (int j : {z - d, z + d})
-                        if (!found && j >= 0 && j < v.slices && source[static_cast<size_t>(j)])
+                        if (!found && j >= 0 && j < v.slices && source[static_cast<size_t>(j)] &&
+                            run_mm[{j, group}] + d * step_mm <= reach_mm(m, group))
                             if (auto p = prompts[static_cast<size_t>(j)].find(group); p != prompts[static_cast<size_t>(j)].end())
-                                found = &p->second;
-                if (found) tasks.push_back({z, group, *found}), tried.insert({z, group});
+                                found = &p->second, from = j;
+                if (found) tasks.push_back({z, from, group, *found}), tried.insert({z, group});
             }
         std::fill(source.begin(), source.end(), false);
         any = false;
@@ -98,9 +132,14 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
             if (!logits) return logits.error();
             for (size_t t = t0; t < t1; ++t) {
                 const auto& mask = logits.value()[t - t0];
-                paste_mask(mask, m.mask_size, v, tasks[t].z, labels.prob[tasks[t].group]);
-                if (*std::max_element(mask.begin(), mask.end()) > min_logit) {  // found: it passes the prompt on
+                auto& volume = labels.prob[tasks[t].group];
+                auto plane = mask_plane(mask, m.mask_size, v);
+                const bool found = *std::max_element(mask.begin(), mask.end()) > min_logit;
+                if (found && !touches(plane, volume, tasks[t].from, threshold)) continue;
+                paste_plane(plane, tasks[t].z, volume);
+                if (found) {  // the lesion carried: it passes the prompt on
                     prompts[static_cast<size_t>(tasks[t].z)][tasks[t].group] = tasks[t].prompt;
+                    run_mm[{tasks[t].z, tasks[t].group}] = run_mm[{tasks[t].from, tasks[t].group}] + std::abs(tasks[t].z - tasks[t].from) * step_mm;
                     source[static_cast<size_t>(tasks[t].z)] = any = true;
                 }
             }

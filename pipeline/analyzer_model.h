@@ -33,8 +33,13 @@ std::string group_of(const std::string& label);
 /// so it finds lesions, and the recognition answers, where they have any, name them.
 inline const std::string kAsked = "asked: ";
 
+/// How far (mm) a group's prompt is carried beyond the slices that named it: the largest
+/// max_diameter_mm of the group's labels ("lung": nodule and tumour; kAsked + X: X's); infinite when
+/// the bundle declares none.
+double reach_mm(const Manifest& m, const std::string& group);
+
 /// Carries each [SEG] prompt to neighbouring slices (Sa2VA's video propagation; see the .cpp), for
-/// the groups in `carried` only; past `deadline` it stops and sets `stopped`.
+/// the groups in `carried` only, each no farther than reach_mm; past `deadline` it stops and sets `stopped`.
 core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
                        int batch, LabelVolumes& labels, StageSeconds& stages, std::chrono::steady_clock::time_point deadline,
                        const std::set<std::string>& carried, bool& stopped);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "pipeline/analyzer_model.h"
 #include "pipeline/lesions.h"
 #include "pipeline/region.h"
 
@@ -302,4 +303,14 @@ TEST(Domain, SeriesOfAnotherModalityRegionOrOrientationAreNotValidated) {
     v.modality = "PT";
     EXPECT_NE(not_validated(*d, v, head, 1.0).value_or("").find("modality PT"), std::string::npos);
     EXPECT_FALSE(not_validated(Domain{}, v, head, 1.0));  // no domain declared: everything is analyzed
+}
+
+TEST(Propagation, ReachIsTheLargestLesionOfTheGroup) {
+    Manifest m;
+    EXPECT_TRUE(std::isinf(detail::reach_mm(m, "lung")));  // no size range declared: carried as far as found
+    m.max_diameter_mm = {{"lung nodule", 33}, {"lung tumor", 77}, {"liver tumor", 66}};
+    EXPECT_DOUBLE_EQ(detail::reach_mm(m, "lung"), 77);  // one group for both lung classes
+    EXPECT_DOUBLE_EQ(detail::reach_mm(m, "liver tumor"), 66);
+    EXPECT_DOUBLE_EQ(detail::reach_mm(m, detail::kAsked + "liver tumor"), 66);  // the referring sweep's group
+    EXPECT_TRUE(std::isinf(detail::reach_mm(m, "kidney tumor")));
 }
