@@ -181,6 +181,8 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--work", help="keep the generated studies here and reuse them on the next run")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="analyze again even where this bundle's reports exist "
+                    "(another triagectl: reports are keyed by the bundle only)")
     ap.add_argument("--variant", choices=["default", "broad"], default="default")
     ap.add_argument("--renderer", choices=["own", "alt"], default="own",
                     help="own: tools/phantoms (the training generator); alt: tools/phantoms_alt (validation only)")
@@ -234,7 +236,7 @@ def main():
     for f in sorted(work.glob("out*/*/report.json"), key=lambda f: f.stat().st_mtime):
         d = json.loads(f.read_text())
         cut = d["series"][0].get("time_budget_exceeded", False) if d.get("series") else False
-        if d.get("model", {}).get("sha256") == bundle_sha and not cut:
+        if d.get("model", {}).get("sha256") == bundle_sha and not cut and not a.fresh:
             done[d["study_uid"]] = d
     folder_uid = {str(t.folder.name): uid for uid, t in truth.items()}
     if a.subset:  # a folder of hard links to the chosen studies (triagectl follows no symlinks)
