@@ -122,7 +122,6 @@ class MiniModelTest(NodeTest):
         scores = [s["priority_score"] for s in worklist]
         self.assertEqual(scores, sorted(scores, reverse=True))
 
-
     def test_host_contrast_second_look(self):
         """With no confidence floor the kidney poles of seed 910028 reach the contrast checks: isodense to the
         tissue and to the kidney around them, so listed but not reported; the pancreas tumour still is."""
