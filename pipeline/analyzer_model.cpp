@@ -95,6 +95,8 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
     std::set<std::pair<int, std::string>> tried;
     std::map<std::pair<int, std::string>, double> run_mm;  // carried this far from a slice that named it
     const double step_mm = v.slice_spacing > 0 ? v.slice_spacing : 1.0;
+    std::map<std::string, double> reach;
+    for (const auto& group : carried) reach[group] = reach_mm(m, group);
     for (bool any = true; any;) {  // one wave: every slice next to a source slice
         std::vector<Task> tasks;
         for (int z = 0; z < v.slices; ++z)
@@ -106,7 +108,7 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
                 for (int d = 1; d <= m.propagate_slices && !found; ++d)
                     for (int j : {z - d, z + d})
                         if (!found && j >= 0 && j < v.slices && source[static_cast<size_t>(j)] &&
-                            run_mm[{j, group}] + d * step_mm <= reach_mm(m, group))
+                            run_mm[{j, group}] + d * step_mm <= reach.at(group))
                             if (auto p = prompts[static_cast<size_t>(j)].find(group); p != prompts[static_cast<size_t>(j)].end())
                                 found = &p->second, from = j;
                 if (found) tasks.push_back({z, from, group, *found}), tried.insert({z, group});
