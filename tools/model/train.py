@@ -147,7 +147,6 @@ def dice_loss(logits, target, eps=1.0):
 def step_loss(model, img, masks, ids, targets, plen):
     f = model.trunk(img)
     vis, aux = model.vhead(f[4], f[5])
-    pix = model.pixdec(f)
     x = torch.cat([vis, model.lm.embed(ids[:, :-1])], 1)
     empty = torch.zeros(mini.LAYERS, img.shape[0], mini.HEADS, 0, mini.D // mini.HEADS)
     logits, hidden, _, _ = model.lm(x, 0, empty, empty)
@@ -166,7 +165,10 @@ def step_loss(model, img, masks, ids, targets, plen):
     l_seg = torch.zeros(())
     if seg_hidden:
         prompts = model.segproj(torch.stack([h for _, h in seg_hidden]))
-        pixels = pix[torch.tensor([b for b, _ in seg_hidden])]
+        # the pixel decoder (two thirds of a step's convolutions) runs only on the samples with a [SEG]
+        rows = sorted({b for b, _ in seg_hidden})
+        pix = model.pixdec([t[rows] for t in f])
+        pixels = pix[torch.tensor([rows.index(b) for b, _ in seg_hidden])]
         mlog = model.maskdec(pixels, prompts)[:, 0]
         target = torch.stack(seg_target)
         l_seg = 2 * F.binary_cross_entropy_with_logits(mlog, target) + 0.5 * dice_loss(mlog, target)
