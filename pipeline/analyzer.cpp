@@ -46,6 +46,10 @@ struct Run {
     std::vector<Evidence> evidence;
     std::vector<std::map<std::string, std::vector<float>>> prompts;  // slice -> group -> [SEG] prompt
     size_t unlisted = 0;
+    // Grounding features of the slices encoded so far: propagation and the host-organ maps revisit
+    // them. Bounded: the mini model's 2 MB a slice keeps 256 slices, the released one's ~16 MB 32.
+    FeatureCache features{kFeatureCacheBytes};
+    static constexpr size_t kFeatureCacheBytes = size_t{512} << 20;
     bool past_deadline() const { return std::chrono::steady_clock::now() > limits.deadline; }
     void stop(const std::string& where) {
         if (out.time_budget_exceeded) return;
@@ -118,7 +122,7 @@ core::Status answer_slices(Run& r) {
         auto t0 = std::chrono::steady_clock::now();
         std::vector<float> images = preprocess(m, v, batch);
         r.out.seconds_preprocess += seconds_since(t0);
-        auto answers = r.model.run_prompts(images, n, queries, &r.stages, {v.rows, v.columns, {}});
+        auto answers = r.model.run_prompts(images, n, queries, &r.stages, {v.rows, v.columns, {}}, &r.features, batch);
         if (!answers) return answers.error();
         auto t1 = std::chrono::steady_clock::now();
         for (size_t q = 0; q < queries.size(); ++q)
@@ -271,7 +275,7 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
     std::map<int, OrganPlanes> organs;
     if (!keys.empty() && r.past_deadline()) r.stop("before the host-organ checks");
     if (!keys.empty() && !r.out.time_budget_exceeded)
-        if (auto st = organ_planes(r.model, v, std::vector<int>(keys.begin(), keys.end()), r.batch, organs, r.stages); !st)
+        if (auto st = organ_planes(r.model, v, std::vector<int>(keys.begin(), keys.end()), r.batch, organs, r.stages, r.features); !st)
             return st.error();
     std::vector<Candidate> kept;
     for (auto& c : pass) {
@@ -298,6 +302,10 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 if (organ < 20 || 2 * organ < named.ring_size) {  // not inside its organ
                     reject(r, c, {Reject::Isodense, fmt::format("{}; named {}, {} of {} ring pixels in the {}: not inside it", c.faint,
                                                                 c.f.label, organ, named.ring_size, m.host_organs.at(c.f.label))});
+                    continue;
+                }
+                if (auto g = gate_border(named.covered, c.f.label, m.host_border_coverage, m.host_organs)) {
+                    reject(r, c, {Reject::Isodense, c.faint + ", " + g->why});
                     continue;
                 }
                 const double hu = slice_contrast(v, c.f.key_slice, pixels, named.organ_ring);
@@ -446,7 +454,8 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, cons
             const std::string label = g.rfind(kAsked, 0) == 0 ? g.substr(kAsked.size()) : g;
             if (!gate_region(label == "lung" ? "lung nodule" : label, region)) carried.insert(g);
         }
-        if (auto st = propagate(m_model, v, std::move(r.prompts), m_batch, r.labels, r.stages, limits.deadline, carried, stopped); !st)
+        if (auto st = propagate(m_model, v, std::move(r.prompts), m_batch, r.labels, r.stages, r.features, limits.deadline, carried, stopped);
+            !st)
             return st.error();
         if (stopped) r.stop("while carrying prompts to neighbouring slices");
     }

@@ -80,7 +80,8 @@ double reach_mm(const Manifest& m, const std::string& group) {
 /// A prompt is carried no farther beyond the slices the model named it on than the largest lesion of
 /// its group reaches (model.json max_diameter_mm): a longer run is not a lesion of that class.
 core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
-                       int batch, LabelVolumes& labels, StageSeconds& stages, std::chrono::steady_clock::time_point deadline,
+                       int batch, LabelVolumes& labels, StageSeconds& stages, FeatureCache& features,
+                       std::chrono::steady_clock::time_point deadline,
                        const std::set<std::string>& carried, bool& stopped) {
     const Manifest& m = model.manifest();
     const float min_logit = static_cast<float>(std::log(m.mask_threshold / (1 - m.mask_threshold)));
@@ -130,7 +131,8 @@ core::Status propagate(const Model& model, const core::Volume& v, std::vector<st
                 }
                 image_of.push_back(static_cast<int>(slices.size()) - 1), batch_prompts.push_back(tasks[t1].prompt);
             }
-            auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages, image_of);
+            auto logits = model.segment(preprocess(m, v, slices), static_cast<int>(slices.size()), batch_prompts, &stages, image_of,
+                                        &features, slices);
             if (!logits) return logits.error();
             for (size_t t = t0; t < t1; ++t) {
                 const auto& mask = logits.value()[t - t0];
@@ -203,7 +205,7 @@ double slice_contrast(const core::Volume& v, int z, const std::vector<size_t>& l
 /// The host organs of every listed key slice, on one image encoding per slice and batch (every
 /// organ's referring prompt through Model::run_prompts): computed once, shared by all candidates.
 core::Status organ_planes(const Model& model, const core::Volume& v, const std::vector<int>& slices, int batch,
-                          std::map<int, OrganPlanes>& out, StageSeconds& stages) {
+                          std::map<int, OrganPlanes>& out, StageSeconds& stages, FeatureCache& features) {
     const Manifest& m = model.manifest();
     std::vector<std::string> prompts;
     for (const auto& host : m.host_organs)
@@ -212,7 +214,8 @@ core::Status organ_planes(const Model& model, const core::Volume& v, const std::
     for (size_t s0 = 0; s0 < slices.size(); s0 += static_cast<size_t>(batch)) {
         const std::vector<int> chunk(slices.begin() + static_cast<long>(s0),
                                      slices.begin() + static_cast<long>(std::min(slices.size(), s0 + static_cast<size_t>(batch))));
-        auto answers = model.run_prompts(preprocess(m, v, chunk), static_cast<int>(chunk.size()), prompts, &stages, {v.rows, v.columns, {}});
+        auto answers = model.run_prompts(preprocess(m, v, chunk), static_cast<int>(chunk.size()), prompts, &stages, {v.rows, v.columns, {}},
+                                         &features, chunk);
         if (!answers) return answers.error();
         auto host = m.host_organs.begin();
         for (size_t q = 0; q < prompts.size(); ++q, ++host)
@@ -234,7 +237,9 @@ core::Status organ_planes(const Model& model, const core::Volume& v, const std::
 /// include). An organ the model finds on less than kMinOrganMm2 of the slice is not in the image
 /// and never names a lesion. Below host_min_coverage for every organ, or when the leading organ is
 /// ahead of the recognized label's own organ by less than host_min_lead (a close call), the
-/// recognized name stays.
+/// recognized name stays, unless the recognized label's organ, found in the image, holds less than
+/// kNotAroundCoverage of the ring: then the organ with the most of it renames the lesion (when it
+/// holds kNotAroundCoverage more).
 
 Naming host_label(const Manifest& m, const core::Volume& v, const OrganPlanes& planes, const std::vector<size_t>& pixels,
                   const std::string& label) {
@@ -260,14 +265,27 @@ Naming host_label(const Manifest& m, const core::Volume& v, const OrganPlanes& p
         std::copy_if(ring.begin(), ring.end(), std::back_inserter(organ_ring[host_label_text]), [&](size_t i) { return prob[i] > 127; });
         if (c > best) best = c, best_label = host_label_text;
     }
-    if (best_label == label && best == m.host_min_coverage)
-        return Naming{label, fmt::format("{} (none above {:.2f}: name kept){}", evidence, m.host_min_coverage, absent), {}, ring.size()};
+    if (best_label == label && best == m.host_min_coverage) {
+        // None is clearly around it; but a recognized organ that is in the image and not around the
+        // lesion at all (a "liver tumor" with no liver in its ring) contradicts the name: not a close
+        // call between two organs around it, so the organ with the most of the ring renames it.
+        auto most = std::max_element(covered.begin(), covered.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+        if (covered.count(label) && covered[label] < kNotAroundCoverage && most != covered.end() && most->first != label &&
+            most->second - covered[label] >= kNotAroundCoverage)
+            return Naming{most->first,
+                          fmt::format("{} (none above {:.2f}; no {} around it: {} ahead by {:.2f}) -> {}{}", evidence, m.host_min_coverage,
+                                      m.host_organs.at(label), m.host_organs.at(most->first), most->second - covered[label],
+                                      most->first, absent),
+                          {}, ring.size(), covered};
+        return Naming{label, fmt::format("{} (none above {:.2f}: name kept){}", evidence, m.host_min_coverage, absent), {}, ring.size(),
+                      covered};
+    }
     if (best_label != label && best - covered[label] < m.host_min_lead)
         return Naming{label,
                       fmt::format("{} ({} ahead by {:.2f} < {:.2f}: name kept){}", evidence, m.host_organs.at(best_label),
                                   best - covered[label], m.host_min_lead, absent),
-                      covered[label] >= m.host_min_coverage ? organ_ring[label] : std::vector<size_t>{}, ring.size()};
-    return Naming{best_label, evidence + " -> " + best_label + absent, organ_ring[best_label], ring.size()};
+                      covered[label] >= m.host_min_coverage ? organ_ring[label] : std::vector<size_t>{}, ring.size(), covered};
+    return Naming{best_label, evidence + " -> " + best_label + absent, organ_ring[best_label], ring.size(), covered};
 }
 
 /// Region-aware description (the paper's ROI task): the lesion's bounding box on the key slice is

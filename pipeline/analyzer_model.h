@@ -40,24 +40,27 @@ double reach_mm(const Manifest& m, const std::string& group);
 
 /// Carries each [SEG] prompt to neighbouring slices (Sa2VA's video propagation; see the .cpp), for
 /// the groups in `carried` only, each no farther than reach_mm; past `deadline` it stops and sets `stopped`.
+/// Slices in `features` are not encoded again.
 core::Status propagate(const Model& model, const core::Volume& v, std::vector<std::map<std::string, std::vector<float>>> prompts,
-                       int batch, LabelVolumes& labels, StageSeconds& stages, std::chrono::steady_clock::time_point deadline,
-                       const std::set<std::string>& carried, bool& stopped);
+                       int batch, LabelVolumes& labels, StageSeconds& stages, FeatureCache& features,
+                       std::chrono::steady_clock::time_point deadline, const std::set<std::string>& carried, bool& stopped);
 
 /// Host organ probability planes (0..255, native grid) on one key slice: label -> plane of its
 /// organ (absent: the model segmented nothing).
 using OrganPlanes = std::map<std::string, std::vector<std::uint8_t>>;
 /// The host organs of every listed key slice, one image encoding per slice and batch.
 core::Status organ_planes(const Model& model, const core::Volume& v, const std::vector<int>& slices, int batch,
-                          std::map<int, OrganPlanes>& out, StageSeconds& stages);
+                          std::map<int, OrganPlanes>& out, StageSeconds& stages, FeatureCache& features);
 
 /// A lesion's name grounded in the organ around it (see the .cpp); organs found on less than
 /// kMinOrganMm2 of the key slice are not in the image and name nothing.
 constexpr double kMinOrganMm2 = 50;
+constexpr double kNotAroundCoverage = 0.05;  // an organ with less of a lesion's ring is not around it
 struct Naming {
     std::string label, evidence;  // evidence: the organ probabilities, for the audit trail
     std::vector<size_t> organ_ring;  // ring pixels inside the organ of `label` (none: no organ around it)
     size_t ring_size = 0;
+    std::map<std::string, double> covered;  // host label -> mean organ probability over the ring
 };
 Naming host_label(const Manifest& m, const core::Volume& v, const OrganPlanes& planes, const std::vector<size_t>& pixels,
                   const std::string& label);

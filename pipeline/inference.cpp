@@ -63,9 +63,11 @@ double since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+using SliceFeatures = std::vector<torch::Tensor>;  // one slice's mask-decoder image inputs, each [1, ...]
+
 struct ImageFeatures {
-    torch::Tensor visual;                 // [B, T, D] visual tokens of each slice
-    std::vector<torch::Tensor> grounding;  // the mask decoder's image inputs, each [B, ...]
+    torch::Tensor visual;                  // [B, T, D] visual tokens of each slice
+    std::vector<SliceFeatures> grounding;  // per slice
 };
 
 /// Greedy decoding state of a batch: generated ids and the hidden state of every [SEG] consumed.
@@ -126,8 +128,48 @@ torch::Tensor tiles(const ChatSpec& c, const torch::Tensor& img, const TileGrid&
 
 torch::Tensor first_tensor(const c10::IValue& v) { return v.isTuple() ? v.toTuple()->elements()[0].toTensor() : v.toTensor(); }
 
+/// The grounding encoder's input: format 2's SAM-normalized RGB, format 1's grey slices.
+torch::Tensor grounding_input(const Model::Impl& I, const torch::Tensor& img) {
+    const Manifest& m = I.manifest;
+    return m.chat ? rgb(img, m.chat->sam_mean, m.chat->sam_std) : img;
+}
+
+/// The grounding features of each slice of a batch: from the cache where it has the slice, the
+/// others encoded in one call and kept while the cache has room. `ids`: the slices' numbers.
+core::Result<std::vector<SliceFeatures>> grounding_features(const Model::Impl& I, const torch::Tensor& input, FeatureCache* cache,
+                                                            const std::vector<int>& ids, StageSeconds& st) {
+    const Manifest& m = I.manifest;
+    const std::int64_t count = input.size(0);
+    std::vector<SliceFeatures> out(static_cast<size_t>(count));
+    std::vector<std::int64_t> missing;
+    for (std::int64_t b = 0; b < count; ++b)
+        if (const SliceFeatures* hit = cache && b < static_cast<std::int64_t>(ids.size()) ? cache->impl().find(ids[static_cast<size_t>(b)]) : nullptr)
+            out[static_cast<size_t>(b)] = *hit;
+        else
+            missing.push_back(b);
+    if (missing.empty()) return out;
+    auto t0 = std::chrono::steady_clock::now();
+    const bool all = static_cast<std::int64_t>(missing.size()) == count;
+    auto g = I.part("grounding_encoder").forward({all ? input : input.index_select(0, torch::tensor(missing, torch::kLong).to(I.device))});
+    std::vector<torch::Tensor> encoded;
+    if (g.isTuple())
+        for (const auto& e : g.toTuple()->elements()) encoded.push_back(e.toTensor());
+    else
+        encoded.push_back(g.toTensor());
+    if (m.format == 1 && (encoded[0].dim() != 4 || encoded[0].size(2) != m.mask_size || encoded[0].size(3) != m.mask_size))
+        return core::make_error(ErrorKind::InvalidInput, "grounding_encoder output shape differs from model.json");
+    for (size_t k = 0; k < missing.size(); ++k) {
+        const auto b = static_cast<size_t>(missing[k]);
+        for (const auto& t : encoded) out[b].push_back(t.narrow(0, static_cast<std::int64_t>(k), 1));
+        if (cache && b < ids.size()) cache->impl().keep(ids[b], out[b]);
+    }
+    I.sync();
+    st.grounding += since(t0);
+    return out;
+}
+
 core::Result<ImageFeatures> encode_format2(const Model::Impl& I, const torch::Tensor& img, const SliceGeometry& g,
-                                           StageSeconds& st) {
+                                           FeatureCache* cache, const std::vector<int>& ids, StageSeconds& st) {
     const Manifest& m = I.manifest;
     const ChatSpec& c = *m.chat;
     auto t0 = std::chrono::steady_clock::now();
@@ -139,28 +181,26 @@ core::Result<ImageFeatures> encode_format2(const Model::Impl& I, const torch::Te
     ImageFeatures f{visual.reshape({img.size(0), -1, m.hidden_size}), {}};
     I.sync();
     st.vision += since(t0);
-    auto t1 = std::chrono::steady_clock::now();
-    auto out = I.part("grounding_encoder").forward({rgb(marked, c.sam_mean, c.sam_std)});
-    for (const auto& e : out.toTuple()->elements()) f.grounding.push_back(e.toTensor());
-    I.sync();
-    st.grounding += since(t1);
+    auto grounding = grounding_features(I, grounding_input(I, marked), g.boxes.empty() ? cache : nullptr, ids, st);
+    if (!grounding) return grounding.error();
+    f.grounding = std::move(grounding.value());
     return f;
 }
 
+/// Visual tokens and grounding features of the slices (those the cache has are not encoded again;
+/// format 1 draws its boxes into the image before: roi_box_value).
 core::Result<ImageFeatures> encode_images(const Model::Impl& I, const torch::Tensor& img, const SliceGeometry& g,
-                                          StageSeconds& st) {
+                                          FeatureCache* cache, const std::vector<int>& ids, StageSeconds& st) {
     const Manifest& m = I.manifest;
-    if (m.format == 2) return encode_format2(I, img, g, st);
+    if (m.format == 2) return encode_format2(I, img, g, cache, ids, st);
     auto t0 = std::chrono::steady_clock::now();
     ImageFeatures f{first_tensor(I.part("vision_encoder").forward({img})), {}};
     st.vision += since(t0);
-    auto t1 = std::chrono::steady_clock::now();
-    f.grounding.push_back(I.part("grounding_encoder").forward({img}).toTensor());
-    st.grounding += since(t1);
     if (f.visual.dim() != 3 || f.visual.size(1) != m.visual_tokens || f.visual.size(2) != m.hidden_size)
         return core::make_error(ErrorKind::InvalidInput, "vision_encoder output shape differs from model.json");
-    if (f.grounding[0].dim() != 4 || f.grounding[0].size(2) != m.mask_size || f.grounding[0].size(3) != m.mask_size)
-        return core::make_error(ErrorKind::InvalidInput, "grounding_encoder output shape differs from model.json");
+    auto grounding = grounding_features(I, img, cache, ids, st);
+    if (!grounding) return grounding.error();
+    f.grounding = std::move(grounding.value());
     return f;
 }
 
@@ -231,10 +271,10 @@ std::vector<float> to_vector(const torch::Tensor& t) {
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-/// Mask logits of slice `b` for one projected prompt [1, E].
-torch::Tensor decode_mask(const Model::Impl& I, const ImageFeatures& f, std::int64_t b, const torch::Tensor& prompt) {
+/// Mask logits of one slice for one projected prompt [1, E].
+torch::Tensor decode_mask(const Model::Impl& I, const SliceFeatures& f, const torch::Tensor& prompt) {
     std::vector<c10::IValue> in;
-    for (const auto& g : f.grounding) in.emplace_back(g.narrow(0, b, 1));
+    for (const auto& g : f) in.emplace_back(g);
     in.emplace_back(prompt);
     return first_tensor(I.part("mask_decoder").forward(in));
 }
@@ -248,7 +288,7 @@ std::vector<SliceAnswer> answers_with_masks(const Model::Impl& I, const Decoded&
         auto labels = parse_seg_labels(a.text);
         for (size_t i = 0; i < labels.size() && i < d.seg_hidden[b].size(); ++i) {
             torch::Tensor prompt = I.part("seg_projection").forward({d.seg_hidden[b][i].unsqueeze(0)}).toTensor();
-            a.masks.emplace_back(canonical_label(I.manifest, labels[i]), to_vector(decode_mask(I, f, static_cast<long>(b), prompt)));
+            a.masks.emplace_back(canonical_label(I.manifest, labels[i]), to_vector(decode_mask(I, f.grounding[b], prompt)));
             a.prompts.push_back(to_vector(prompt));
         }
     }
@@ -293,10 +333,11 @@ core::Result<std::vector<SliceAnswer>> Model::run(const std::vector<float>& imag
 
 core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std::vector<float>& images, int count,
                                                                        const std::vector<std::string>& prompts,
-                                                                       StageSeconds* seconds, const SliceGeometry& geometry) const {
+                                                                       StageSeconds* seconds, const SliceGeometry& geometry,
+                                                                       FeatureCache* cache, const std::vector<int>& slice_ids) const {
     using Answers = std::vector<std::vector<SliceAnswer>>;
     return infer<Answers>(*m_impl, images, count, seconds, [&](const torch::Tensor& img, StageSeconds& st) -> core::Result<Answers> {
-        auto features = encode_images(*m_impl, img, geometry, st);
+        auto features = encode_images(*m_impl, img, geometry, cache, slice_ids, st);
         if (!features) return features.error();
         Answers out;
         for (const auto& prompt : prompts) {
@@ -316,32 +357,49 @@ core::Result<std::vector<std::vector<SliceAnswer>>> Model::run_prompts(const std
 
 core::Result<std::vector<std::vector<float>>> Model::segment(const std::vector<float>& images, int count,
                                                              const std::vector<std::vector<float>>& prompts,
-                                                             StageSeconds* seconds, const std::vector<int>& image_of) const {
+                                                             StageSeconds* seconds, const std::vector<int>& image_of,
+                                                             FeatureCache* cache, const std::vector<int>& slice_ids) const {
     using Masks = std::vector<std::vector<float>>;
     if (image_of.empty() ? prompts.size() != static_cast<size_t>(std::max(count, 0)) : prompts.size() != image_of.size())
         return core::make_error(ErrorKind::InvalidInput, "segment(): one prompt per slice, or one slice index per prompt");
     for (int b : image_of)
         if (b < 0 || b >= count) return core::make_error(ErrorKind::InvalidInput, "segment(): slice index out of range");
     return infer<Masks>(*m_impl, images, count, seconds, [&](const torch::Tensor& img, StageSeconds& st) -> core::Result<Masks> {
+        auto f = grounding_features(*m_impl, grounding_input(*m_impl, img), cache, slice_ids, st);
+        if (!f) return f.error();
         auto t0 = std::chrono::steady_clock::now();
-        const Manifest& m = m_impl->manifest;
-        ImageFeatures f;
-        auto g = m_impl->part("grounding_encoder").forward({m.chat ? rgb(img, m.chat->sam_mean, m.chat->sam_std) : img});
-        if (g.isTuple())
-            for (const auto& e : g.toTuple()->elements()) f.grounding.push_back(e.toTensor());
-        else
-            f.grounding.push_back(g.toTensor());
         Masks out;
         for (size_t k = 0; k < prompts.size(); ++k) {
             const auto& p = prompts[k];
             torch::Tensor prompt = torch::from_blob(const_cast<float*>(p.data()), {1, static_cast<long>(p.size())}, torch::kFloat32)
                                        .to(m_impl->device);
-            out.push_back(to_vector(decode_mask(*m_impl, f, image_of.empty() ? static_cast<long>(k) : image_of[k], prompt)));
+            out.push_back(to_vector(decode_mask(*m_impl, f.value()[image_of.empty() ? k : static_cast<size_t>(image_of[k])], prompt)));
         }
         m_impl->sync();
         st.mask += since(t0);
         return out;
     });
+}
+
+FeatureCache::FeatureCache(size_t max_bytes) : m_impl(std::make_unique<Impl>()) { m_impl->max_bytes = max_bytes; }
+FeatureCache::~FeatureCache() = default;
+size_t FeatureCache::bytes() const { return m_impl->bytes; }
+size_t FeatureCache::reused() const { return m_impl->reused; }
+
+const std::vector<torch::Tensor>* FeatureCache::Impl::find(int slice) {
+    auto it = slices.find(slice);
+    if (it == slices.end()) return nullptr;
+    ++reused;
+    return &it->second;
+}
+
+void FeatureCache::Impl::keep(int slice, const std::vector<torch::Tensor>& features) {
+    size_t size = 0;
+    for (const auto& t : features) size += t.nbytes();
+    if (slices.count(slice) || bytes + size > max_bytes) return;
+    auto& kept = slices[slice];
+    for (const auto& t : features) kept.push_back(t.clone());  // its own storage, not a view of the batch's
+    bytes += size;
 }
 
 }  // namespace triage::pipeline

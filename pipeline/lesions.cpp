@@ -223,6 +223,16 @@ Gate gate_confidence(double confidence, double min_confidence) {
     return Verdict{Reject::LowConfidence, fmt::format("confidence {:.2f} < {:.2f}", confidence, min_confidence)};
 }
 
+Gate gate_border(const std::map<std::string, double>& covered, const std::string& label, double max_other,
+                 const std::map<std::string, std::string>& organs) {
+    if (max_other <= 0) return std::nullopt;
+    for (const auto& [other, share] : covered)
+        if (other != label && share >= max_other && organs.count(other) && organs.count(label))
+            return Verdict{Reject::Isodense, fmt::format("at the border of the {} ({:.2f} of its ring) and the {}", organs.at(other), share,
+                                                         organs.at(label))};
+    return std::nullopt;
+}
+
 double lung_ring_share(const core::Volume& v, const Component& c, int z) {
     const std::vector<size_t> ring = ring_around(v, slice_pixels(v, c.voxels, z), 3);
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;

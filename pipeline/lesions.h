@@ -4,6 +4,7 @@
 // reported. Every gate is a small pure function; a candidate that fails one is listed with a named
 // reason (Reject) and the gate's own words, never dropped silently. Thread-safe (no state).
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,6 +76,12 @@ Gate gate_min_diameter(const core::Finding& f, double min_mm, double slice_spaci
 Gate gate_max_diameter(const core::Finding& f, double max_mm, double slice_spacing);
 Gate gate_contrast(double hu, double min_hu, const std::string& around);
 Gate gate_confidence(double confidence, double min_confidence);
+/// A faint lesion at an organ border: another host organ holds at least `max_other` of the ring
+/// around it (mean organ probability; 0: no limit), so its contrast to its own organ is the other
+/// organ's (a kidney pole abutting the liver, segmented as a liver lesion, is darker than the liver).
+/// covered: host label -> ring coverage; organs: host label -> organ name.
+Gate gate_border(const std::map<std::string, double>& covered, const std::string& label, double max_other,
+                 const std::map<std::string, std::string>& organs);
 /// CT: the share of the 3-pixel ring around a lesion's pixels on slice z that is lung-density air.
 double lung_ring_share(const core::Volume& v, const Component& c, int z);
 /// A lung lesion lies in a lung (PHANTOMS.md: a nodule inside one, a tumour at least 60 % inside

@@ -58,6 +58,9 @@ struct Manifest {
     std::map<std::string, std::string> host_organs;
     double host_ring_mm = 5, host_min_coverage = 0.15;  // ring around the lesion, least organ probability
     double host_min_lead = 0;  // an organ renames a lesion only this far ahead of its recognized label's organ
+    // A faint lesion with another host organ over this much of its ring lies at an organ border: its
+    // contrast to its own organ is the other organ's (a kidney pole against the liver). 0: no such rule.
+    double host_border_coverage = 0.25;
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     std::map<std::string, double> max_diameter_mm;  // per label: larger ones are not either (the trained size range)
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)
@@ -100,6 +103,23 @@ struct SliceGeometry {
     std::vector<std::array<int, 4>> boxes;
 };
 
+/// Grounding-encoder features of one series' slices by slice number, kept by Model::run_prompts
+/// and Model::segment and reused by both, so that a slice the answers encoded is not encoded again
+/// when propagation decodes a carried prompt on it or its host organs are mapped. Holds at most
+/// max_bytes (the slices first seen); one per series, not thread-safe.
+class FeatureCache {
+public:
+    explicit FeatureCache(size_t max_bytes);
+    ~FeatureCache();
+    size_t bytes() const;
+    size_t reused() const;  // slice encodings saved so far
+    struct Impl;            // Torch state, defined in model_impl.h
+    Impl& impl() { return *m_impl; }
+
+private:
+    std::unique_ptr<Impl> m_impl;
+};
+
 class Model {
 public:
     /// Loads and validates a bundle folder; `device` is auto | cpu | cuda | cuda:N. Every module's
@@ -115,10 +135,14 @@ public:
                                                const std::string& prompt, StageSeconds* seconds = nullptr,
                                                const SliceGeometry& geometry = {}) const;
     /// Several prompts on one encoding of the same slices: answers[prompt][slice].
+    /// With a cache and the slices' numbers, the grounding features of slices it holds are reused
+    /// and those encoded are kept (not with boxes, which change the image).
     core::Result<std::vector<std::vector<SliceAnswer>>> run_prompts(const std::vector<float>& images, int count,
                                                                     const std::vector<std::string>& prompts,
                                                                     StageSeconds* seconds = nullptr,
-                                                                    const SliceGeometry& geometry = {}) const;
+                                                                    const SliceGeometry& geometry = {},
+                                                                    FeatureCache* cache = nullptr,
+                                                                    const std::vector<int>& slice_ids = {}) const;
 
     /// Mask logits of prompt embeddings (from SliceAnswer::prompts) decoded on `count` slices with no
     /// language model: how Sa2VA carries a [SEG] prompt through the frames of a video, here through
@@ -127,7 +151,9 @@ public:
     core::Result<std::vector<std::vector<float>>> segment(const std::vector<float>& images, int count,
                                                           const std::vector<std::vector<float>>& prompts,
                                                           StageSeconds* seconds = nullptr,
-                                                          const std::vector<int>& image_of = {}) const;
+                                                          const std::vector<int>& image_of = {},
+                                                          FeatureCache* cache = nullptr,
+                                                          const std::vector<int>& slice_ids = {}) const;
 
     struct Impl;  // Torch state, defined in model.cpp
 

@@ -32,4 +32,14 @@ struct Model::Impl {
     void sync() const;
 };
 
+/// A series' grounding features by slice number (FeatureCache's state).
+struct FeatureCache::Impl {
+    size_t max_bytes = 0, bytes = 0, reused = 0;
+    std::map<int, std::vector<torch::Tensor>> slices;  // each [1, ...], own storage
+    /// The slice's features (counted as reused), or nullptr.
+    const std::vector<torch::Tensor>* find(int slice);
+    /// Keeps a copy of the slice's features unless it has them or they would pass max_bytes.
+    void keep(int slice, const std::vector<torch::Tensor>& features);
+};
+
 }  // namespace triage::pipeline

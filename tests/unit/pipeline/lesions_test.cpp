@@ -112,6 +112,17 @@ TEST(Lesions, GateSlicesAndMinDiameter) {
     EXPECT_STREQ(reject_name(gate_min_diameter(f, 10, 2.5)->reason), "below_min_diameter");
 }
 
+TEST(Lesions, GateBorder) {
+    // A faint "liver tumor" with the kidney in a third of its ring: a kidney pole abutting the liver.
+    const std::map<std::string, std::string> organs{{"liver tumor", "liver"}, {"kidney tumor", "kidney"}};
+    auto g = gate_border({{"liver tumor", 0.62}, {"kidney tumor", 0.31}}, "liver tumor", 0.25, organs);
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "isodense");
+    EXPECT_EQ(g->why, "at the border of the kidney (0.31 of its ring) and the liver");
+    EXPECT_FALSE(gate_border({{"liver tumor", 0.9}, {"kidney tumor", 0.1}}, "liver tumor", 0.25, organs));  // inside the liver
+    EXPECT_FALSE(gate_border({{"liver tumor", 0.62}, {"kidney tumor", 0.31}}, "liver tumor", 0, organs));   // rule off
+}
+
 TEST(Lesions, GateContrastAndConfidence) {
     core::Volume v = trunk(10, false);
     Component dark = ball(v, 5, 64, 40, 6, 10);  // 30 HU below the 40 HU trunk

@@ -64,7 +64,7 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = parse_manifest(negative, tokenizer);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("propagate_slices"), std::string::npos) << r.error().message;
-    for (const char* key : {"min_host_contrast_hu", "host_min_lead"}) {  // thresholds that must not be negative
+    for (const char* key : {"min_host_contrast_hu", "host_min_lead", "host_border_coverage"}) {  // thresholds that must not be negative
         nlohmann::json j = nlohmann::json::parse(text);
         j["thresholds"][key] = -1;
         r = parse_manifest(j.dump(), tokenizer);
@@ -221,4 +221,42 @@ TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
     }
     EXPECT_FALSE(model.segment(images, 2, {zero, two}, nullptr, {0, 2}));  // no third slice
     EXPECT_FALSE(model.segment(images, 2, {zero, two}, nullptr, {0}));     // one index per prompt
+}
+
+TEST(Model, FeatureCacheReusesTheAnswersEncodingsWithTheSameMasks) {
+    const Model& model = shared_model();
+    const Manifest& m = model.manifest();
+    const int s = m.input_size;
+    std::vector<float> images(static_cast<size_t>(2) * s * s, 0.3f);
+    for (size_t i = static_cast<size_t>(s) * s; i < images.size(); ++i) images[i] = 0.7f;
+    std::vector<float> weights(33, 0.0f);  // a prompt that shows the features: w . pixels + b
+    for (size_t i = 0; i < 32; ++i) weights[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
+    auto plain = model.segment(images, 2, {weights, weights});
+    ASSERT_TRUE(plain) << plain.error().message;
+
+    FeatureCache cache(size_t{64} << 20);
+    ASSERT_TRUE(model.run_prompts(images, 2, {m.prompts.at("recognition").front()}, nullptr, {}, &cache, {10, 11}));
+    EXPECT_GT(cache.bytes(), 0u);
+    EXPECT_EQ(cache.reused(), 0u);
+    const size_t both = cache.bytes();
+    // Slices 10 and 11 from the cache: not encoded again, the same masks.
+    auto cached = model.segment(images, 2, {weights, weights}, nullptr, {}, &cache, {10, 11});
+    ASSERT_TRUE(cached) << cached.error().message;
+    EXPECT_EQ(cache.reused(), 2u);
+    for (size_t k = 0; k < 2; ++k)
+        for (size_t p = 0; p < plain->at(k).size(); ++p) ASSERT_NEAR(cached->at(k)[p], plain->at(k)[p], 1e-4);
+    // One slice held (11, the first image here), one new (12, the second): encoded and kept.
+    auto mixed = model.segment(images, 2, {weights, weights}, nullptr, {}, &cache, {11, 12});
+    ASSERT_TRUE(mixed) << mixed.error().message;
+    EXPECT_EQ(cache.reused(), 3u);
+    EXPECT_EQ(cache.bytes(), both / 2 * 3);
+    for (size_t p = 0; p < plain->at(1).size(); ++p) ASSERT_NEAR(mixed->at(1)[p], plain->at(1)[p], 1e-4);
+    // Slice 11's features are those kept from its image (the second): the cache answers by number.
+    for (size_t p = 0; p < plain->at(1).size(); ++p) ASSERT_NEAR(mixed->at(0)[p], plain->at(1)[p], 1e-4);
+
+    FeatureCache full(1);  // no room: nothing kept, every call encodes
+    ASSERT_TRUE(model.segment(images, 2, {weights, weights}, nullptr, {}, &full, {10, 11}));
+    ASSERT_TRUE(model.segment(images, 2, {weights, weights}, nullptr, {}, &full, {10, 11}));
+    EXPECT_EQ(full.bytes(), 0u);
+    EXPECT_EQ(full.reused(), 0u);
 }
