@@ -73,7 +73,7 @@ def manifest(version, trained_steps):
         "referring_sweep": {"ABDOMEN": list(HOSTS)},
         "thresholds": {"mask": 0.5, "min_slices": 1, "min_contrast_hu": 10.0, "min_host_contrast_hu": 15.0, "propagate_slices": 2,
                        "answer_spacing_mm": 2.5, "lung_tumor_min_diameter_mm": 30.0,
-                       "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1,
+                       "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1, "host_border_coverage": 0.25,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with

@@ -181,12 +181,19 @@ TEST(Analyzer, AnalyzesAVolumeEndToEndOnTheNativeGrid) {
     }
 }
 
+/// Two uniform slices (0.3 and 0.7) at the model's input size.
+static std::vector<float> two_slices(const Manifest& m) {
+    const size_t plane = static_cast<size_t>(m.input_size) * m.input_size;
+    std::vector<float> images(2 * plane, 0.3f);
+    std::fill(images.begin() + static_cast<long>(plane), images.end(), 0.7f);
+    return images;
+}
+
 TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
     const Model& model = shared_model();
     const Manifest& m = model.manifest();
     const int s = m.input_size;
-    std::vector<float> images(static_cast<size_t>(2) * s * s, 0.3f);
-    for (size_t i = static_cast<size_t>(s) * s; i < images.size(); ++i) images[i] = 0.7f;
+    const std::vector<float> images = two_slices(m);
     auto answers = model.run(images, 2, m.prompts.at("recognition").front());
     ASSERT_TRUE(answers) << answers.error().message;
     // A prompt of zero weights and bias b decodes to b everywhere (mask decoder: w . pixels + b).
@@ -226,9 +233,7 @@ TEST(Model, SegmentDecodesEachSliceWithItsOwnPrompt) {
 TEST(Model, FeatureCacheReusesTheAnswersEncodingsWithTheSameMasks) {
     const Model& model = shared_model();
     const Manifest& m = model.manifest();
-    const int s = m.input_size;
-    std::vector<float> images(static_cast<size_t>(2) * s * s, 0.3f);
-    for (size_t i = static_cast<size_t>(s) * s; i < images.size(); ++i) images[i] = 0.7f;
+    const std::vector<float> images = two_slices(m);
     std::vector<float> weights(33, 0.0f);  // a prompt that shows the features: w . pixels + b
     for (size_t i = 0; i < 32; ++i) weights[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
     auto plain = model.segment(images, 2, {weights, weights});
