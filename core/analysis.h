@@ -36,6 +36,8 @@ struct SeriesAnalysis {
     std::vector<std::string> warnings;     // about the whole series: outside the validated domain, time budget
     bool outside_domain = false;           // the input is outside the domain the model was validated on
     bool time_budget_exceeded = false;     // the analysis stopped at its time budget with what it had
+    // Stages: preprocess, vision (the image encoders: the MLLM's and the grounding one), decode (the
+    // language model), mask (the mask decoder).
     double seconds_preprocess = 0, seconds_vision = 0, seconds_decode = 0, seconds_mask = 0;
 };
 

@@ -475,10 +475,10 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, cons
     }
     std::string timing;
     for (const auto& [name, sec] : steps) timing += fmt::format(" {} {:.1f}", name, sec);
-    TRIAGE_LOG_INFO("pipeline", "series {}: {} slices, region {}, {} findings, {} not reported; seconds:{}", v.series_uid, v.slices,
-                    region.text(), r.out.findings.size(), r.out.rejected.size(), timing);
+    TRIAGE_LOG_INFO("pipeline", "series {}: {} slices, region {}, {} findings, {} not reported; seconds:{}; slice encodings reused {}",
+                    v.series_uid, v.slices, region.text(), r.out.findings.size(), r.out.rejected.size(), timing, r.features.reused());
     if (r.unlisted) r.out.rejected.push_back(fmt::format("{} more candidates not listed", r.unlisted));
-    r.out.seconds_vision = r.stages.vision;
+    r.out.seconds_vision = r.stages.vision + r.stages.grounding;  // both image encoders
     r.out.seconds_decode = r.stages.decode;
     r.out.seconds_mask = r.stages.mask;
     std::stable_sort(r.out.findings.begin(), r.out.findings.end(),
