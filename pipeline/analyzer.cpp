@@ -156,6 +156,8 @@ Gate gate_size(const Manifest& m, const core::Finding& f, const core::Volume& v)
     return std::nullopt;
 }
 
+void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor);
+
 /// Step 3: the name a component's evidence gives: the group with the most recognized probability
 /// mass (lung: the recognized lung class with the most), else the sweep's; propagated masks never
 /// vote. `mass` is the evidence inside this component per [asked][label].
@@ -180,11 +182,17 @@ void name_from_evidence(Candidate& c, const std::array<std::map<std::string, dou
         c.f.label = c.group;
         return;
     }
+    name_lung(c, m, v, lung_tumor > lung_nodule);
+}
+
+/// A lung lesion's class: its measured longest diameter against lung_tumor_min_diameter_mm, or
+/// lung tumor when the volume cut it through its widest section and the answers said tumor.
+void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor) {
     const bool measured_tumor = c.f.diameter_mm >= m.lung_tumor_min_diameter_mm;
     c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
     c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
                                  m.lung_tumor_min_diameter_mm, c.f.label);
-    if (!c.diameter_whole && !measured_tumor && lung_tumor > lung_nodule) {  // cut by the volume: a lower bound
+    if (!c.diameter_whole && !measured_tumor && answered_tumor) {  // cut by the volume: a lower bound
         c.f.label = "lung tumor";
         c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
                                      c.f.first_slice == 0 ? 1 : v.slices);
@@ -232,6 +240,12 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
             for (const auto& [group, prob] : r.labels.prob)
                 for (size_t i : comps[k].voxels) all_groups[group] += prob[i];
         name_from_evidence(c, mass[k], all_groups, m, v);
+        if (v.modality == "CT" && gate_region(c.f.label, region))
+            if (auto why = lung_by_anatomy(c.f.label, region, lung_ring_share(v, comps[k], c.f.key_slice))) {
+                c.f.grounding += "; " + *why;
+                c.group = "lung";
+                name_lung(c, m, v, false);
+            }
         c.rank = rank_score(c.f);
         Gate g = gate_slices(c.f.last_slice - c.f.first_slice + 1, m.min_slices);
         if (!g) g = gate_region(c.f.label, region);

@@ -142,11 +142,11 @@ core::Result<std::vector<SliceFeatures>> grounding_features(const Model::Impl& I
     const std::int64_t count = input.size(0);
     std::vector<SliceFeatures> out(static_cast<size_t>(count));
     std::vector<std::int64_t> missing;
-    for (std::int64_t b = 0; b < count; ++b)
-        if (const SliceFeatures* hit = cache && b < static_cast<std::int64_t>(ids.size()) ? cache->impl().find(ids[static_cast<size_t>(b)]) : nullptr)
-            out[static_cast<size_t>(b)] = *hit;
-        else
-            missing.push_back(b);
+    for (size_t b = 0; b < out.size(); ++b) {
+        const SliceFeatures* hit = cache && b < ids.size() ? cache->impl().find(ids[b]) : nullptr;
+        if (hit) out[b] = *hit;
+        else missing.push_back(static_cast<std::int64_t>(b));
+    }
     if (missing.empty()) return out;
     auto t0 = std::chrono::steady_clock::now();
     const bool all = static_cast<std::int64_t>(missing.size()) == count;

@@ -86,6 +86,12 @@ Gate gate_region(const std::string& label, const SeriesRegion& region) {
     return Verdict{Reject::ImplausibleRegion, fmt::format("implausible for region {} ({})", region.text(), region.source)};
 }
 
+std::optional<std::string> lung_by_anatomy(const std::string& label, const SeriesRegion& region, double lung_share) {
+    if (!gate_region(label, region) || gate_region("lung nodule", region) || gate_in_lung(lung_share)) return std::nullopt;
+    return fmt::format("{} is not of region {}, and {:.0f}% of the ring around its key slice is lung: lung", label, region.text(),
+                       100 * lung_share);
+}
+
 double texture_ratio(const core::Volume& v, const BodyMap& body) {
     std::vector<float> lag1, lag2;
     const int step = std::max(1, v.slices / 8);

@@ -37,6 +37,11 @@ SeriesRegion content_region(const core::Volume& v, const BodyMap& body);
 std::string label_region(const std::string& label);
 /// The implausible_region gate: a label of a region the series does not show.
 Gate gate_region(const std::string& label, const SeriesRegion& region);
+/// A CT lesion named for another region (a "liver tumor" on a chest CT) whose key-slice ring is lung
+/// (`lung_share` passes gate_in_lung) where the region allows lung classes: a lung lesion the
+/// answers misnamed. Returns why (for the grounding), or nothing when the name stands or the
+/// implausible_region gate is to reject it.
+std::optional<std::string> lung_by_anatomy(const std::string& label, const SeriesRegion& region, double lung_share);
 
 /// Median |x(i+2) - x(i)| over median |x(i+1) - x(i)| along rows, inside the body, on up to 8
 /// slices: about 1 for white noise on uniform organs (phantoms: 1.00-1.07), 1.5-3 for real scans,

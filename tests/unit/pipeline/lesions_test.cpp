@@ -262,6 +262,19 @@ TEST(Region, GateRegionRejectsALabelOfAnotherRegion) {
     EXPECT_FALSE(gate_region("brain tumor", SeriesRegion{}));  // region unknown: nothing restricted
 }
 
+TEST(Region, ALesionNamedForAnotherRegionInALungIsALungLesion) {
+    const SeriesRegion chest{{"CHEST"}, "header: BodyPartExamined CHEST"};
+    auto why = lung_by_anatomy("liver tumor", chest, 0.4);
+    ASSERT_TRUE(why);
+    EXPECT_EQ(*why, "liver tumor is not of region CHEST, and 40% of the ring around its key slice is lung: lung");
+    EXPECT_FALSE(lung_by_anatomy("liver tumor", chest, 0.02));  // not in a lung (the liver dome): rejected as implausible
+    EXPECT_FALSE(lung_by_anatomy("lung nodule", chest, 0.4));   // its name stands
+    const SeriesRegion both{{"CHEST", "ABDOMEN"}, "content"};
+    EXPECT_FALSE(lung_by_anatomy("liver tumor", both, 0.4));    // plausible there: the host organ decides
+    const SeriesRegion head{{"HEAD"}, "header: BodyPartExamined HEAD"};
+    EXPECT_FALSE(lung_by_anatomy("liver tumor", head, 0.4));    // no lung class in the region
+}
+
 TEST(Domain, WhiteNoiseIsInsideTexturedImagesAndOtherGeometryAreOutside) {
     core::Volume v = trunk(8, false);
     std::srand(7);
