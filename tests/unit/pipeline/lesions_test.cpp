@@ -338,3 +338,43 @@ TEST(Propagation, ReachIsTheLargestLesionOfTheGroup) {
     EXPECT_DOUBLE_EQ(detail::reach_mm(m, detail::kAsked + "liver tumor"), 66);  // the referring sweep's group
     EXPECT_TRUE(std::isinf(detail::reach_mm(m, "kidney tumor")));
 }
+
+TEST(HostLabel, TheOrganAroundALesionNamesIt) {
+    Manifest m;
+    m.host_organs = {{"liver tumor", "liver"}, {"kidney tumor", "kidney"}, {"pancreas tumor", "pancreas"}};
+    m.host_ring_mm = 5, m.host_min_coverage = 0.15, m.host_min_lead = 0.1;
+    const core::Volume v = trunk(1, false);  // 128 x 128 pixels of 2.5 mm: a ring of 2 pixels
+    std::vector<size_t> lesion;              // 6 x 6 pixels; its ring 10 x 10 - 36 = 64 pixels
+    for (int y = 60; y < 66; ++y)
+        for (int x = 60; x < 66; ++x) lesion.push_back(static_cast<size_t>(y) * 128 + x);
+    auto plane = [](int y0, int y1, int x0, int x1) {  // an organ over [y0, y1) x [x0, x1)
+        std::vector<std::uint8_t> p(128 * 128, 0);
+        for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x) p[static_cast<size_t>(y) * 128 + x] = 255;
+        return p;
+    };
+    // Liver all around: a lesion recognized as kidney tumor is renamed.
+    detail::OrganPlanes planes{{"liver tumor", plane(40, 90, 40, 90)}, {"kidney tumor", plane(100, 120, 100, 120)}};
+    detail::Naming n = detail::host_label(m, v, planes, lesion, "kidney tumor");
+    EXPECT_EQ(n.label, "liver tumor") << n.evidence;
+    EXPECT_EQ(n.organ_ring.size(), 64u);
+    EXPECT_DOUBLE_EQ(n.covered.at("liver tumor"), 1.0);
+    // The liver in the image but not around it, the pancreas on 5 of the 64 ring pixels (0.08, under
+    // host_min_coverage): a "liver tumor" with no liver around it takes the pancreas' name.
+    planes = {{"liver tumor", plane(0, 20, 0, 20)}, {"pancreas tumor", plane(58, 59, 58, 63)}};
+    for (int y = 100; y < 110; ++y) std::fill_n(planes["pancreas tumor"].begin() + y * 128 + 100, 10, 255);
+    n = detail::host_label(m, v, planes, lesion, "liver tumor");
+    EXPECT_EQ(n.label, "pancreas tumor") << n.evidence;
+    EXPECT_NE(n.evidence.find("no liver around it: pancreas ahead by 0.08"), std::string::npos) << n.evidence;
+    // With the pancreas on 2 ring pixels (0.03) nothing is around it: the recognized name stays.
+    planes["pancreas tumor"] = plane(58, 59, 58, 60);
+    for (int y = 100; y < 110; ++y) std::fill_n(planes["pancreas tumor"].begin() + y * 128 + 100, 10, 255);
+    n = detail::host_label(m, v, planes, lesion, "liver tumor");
+    EXPECT_EQ(n.label, "liver tumor") << n.evidence;
+    EXPECT_NE(n.evidence.find("name kept"), std::string::npos) << n.evidence;
+    // An organ found on under 50 mm2 of the slice is not in the image and names nothing.
+    planes = {{"kidney tumor", plane(58, 59, 58, 60)}};
+    n = detail::host_label(m, v, planes, lesion, "liver tumor");
+    EXPECT_EQ(n.label, "liver tumor");
+    EXPECT_NE(n.evidence.find("not in the image: kidney"), std::string::npos) << n.evidence;
+}
