@@ -87,7 +87,8 @@ Gate gate_region(const std::string& label, const SeriesRegion& region) {
 }
 
 std::optional<std::string> lung_by_anatomy(const std::string& label, const SeriesRegion& region, double lung_share) {
-    if (!gate_region(label, region) || gate_region("lung nodule", region) || gate_in_lung(lung_share)) return std::nullopt;
+    if (label_region(label) != "ABDOMEN" || !gate_region(label, region) || gate_region("lung nodule", region) || gate_in_lung(lung_share))
+        return std::nullopt;
     return fmt::format("{} is not of region {}, and {:.0f}% of the ring around its key slice is lung: lung", label, region.text(),
                        100 * lung_share);
 }

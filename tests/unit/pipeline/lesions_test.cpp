@@ -269,6 +269,7 @@ TEST(Region, ALesionNamedForAnotherRegionInALungIsALungLesion) {
     EXPECT_EQ(*why, "liver tumor is not of region CHEST, and 40% of the ring around its key slice is lung: lung");
     EXPECT_FALSE(lung_by_anatomy("liver tumor", chest, 0.02));  // not in a lung (the liver dome): rejected as implausible
     EXPECT_FALSE(lung_by_anatomy("lung nodule", chest, 0.4));   // its name stands
+    EXPECT_FALSE(lung_by_anatomy("brain tumor", chest, 0.4));   // not a neighbour of the lungs: implausible
     const SeriesRegion both{{"CHEST", "ABDOMEN"}, "content"};
     EXPECT_FALSE(lung_by_anatomy("liver tumor", both, 0.4));    // plausible there: the host organ decides
     const SeriesRegion head{{"HEAD"}, "header: BodyPartExamined HEAD"};
