@@ -181,8 +181,8 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--work", help="keep the generated studies here and reuse them on the next run")
     ap.add_argument("--generate-only", action="store_true")
-    ap.add_argument("--fresh", action="store_true", help="analyze again even where this bundle's reports exist "
-                    "(another triagectl: reports are keyed by the bundle only)")
+    ap.add_argument("--fresh", action="store_true", help="analyze again even where reports of this bundle and "
+                    "this triagectl exist")
     ap.add_argument("--variant", choices=["default", "broad"], default="default")
     ap.add_argument("--renderer", choices=["own", "alt"], default="own",
                     help="own: tools/phantoms (the training generator); alt: tools/phantoms_alt (validation only)")
@@ -229,14 +229,16 @@ def main():
     budget = "" if a.time_budget is None else f"[analysis]\ntime_budget_seconds = {a.time_budget}\n"
     cfg.write_text(f'[node]\ndata_dir = "{work}/d"\n[model]\nbundle = "{a.bundle}"\nbatch_size = 16\n{budget}')
     inputs, out = work / "in", work / "out"
-    # study uid -> a finished report (any out* folder) of this very bundle (model.json's sha256) whose
-    # analysis was not cut by the time budget; a report of another bundle is analyzed again
-    bundle_sha = hashlib.sha256((pathlib.Path(a.bundle) / "model.json").read_bytes()).hexdigest()
+    # study uid -> a finished report (any out* folder) of this very bundle and triagectl (the sha256
+    # of model.json and of the binary, kept beside each report in analyzer.key) whose analysis was
+    # not cut by the time budget; a report of another bundle or analyzer is analyzed again
+    key = hashlib.sha256((pathlib.Path(a.bundle) / "model.json").read_bytes() + pathlib.Path(a.triagectl).read_bytes()).hexdigest()
     done = {}
     for f in sorted(work.glob("out*/*/report.json"), key=lambda f: f.stat().st_mtime):
         d = json.loads(f.read_text())
         cut = d["series"][0].get("time_budget_exceeded", False) if d.get("series") else False
-        if d.get("model", {}).get("sha256") == bundle_sha and not cut and not a.fresh:
+        kept = f.with_name("analyzer.key")
+        if kept.exists() and kept.read_text() == key and not cut and not a.fresh:
             done[d["study_uid"]] = d
     folder_uid = {str(t.folder.name): uid for uid, t in truth.items()}
     if a.subset:  # a folder of hard links to the chosen studies (triagectl follows no symlinks)
@@ -270,6 +272,9 @@ def main():
             sys.exit(f"triagectl analyze failed: {r.stderr[-2000:]}")
         docs = json.loads(r.stdout)
     docs = docs if isinstance(docs, list) else [docs]
+    for d in docs:  # which bundle and analyzer wrote each report (reused above only by the same pair)
+        if (out / d["study_uid"]).is_dir():
+            (out / d["study_uid"] / "analyzer.key").write_text(key)
     rows = []  # per study: truth, reported, lesion Dice (to merge --subset runs)
     exact, tp, fp, fn, tn = 0, defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
     dices, dices10, seconds, bleu, rouge = defaultdict(list), [], [], [], []
