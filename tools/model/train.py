@@ -41,7 +41,7 @@ def augment(img, masks, rng):
     return rendering(img, rng) * gain + bias + 0.01 * torch.randn_like(img), masks
 
 
-def rendering(img, rng, share=0.3):
+def rendering(img, rng, share=0.4):
     """What PHANTOMS.md leaves to the renderer: a share of the slices blurred (smooth edges, partial
     volume) and a share given a low-frequency texture, so the model does not learn one renderer's edges."""
     b, _, h, w = img.shape
@@ -55,10 +55,12 @@ def rendering(img, rng, share=0.3):
         sub = F.conv2d(F.conv2d(sub, k.view(1, 1, 1, 7)), k.view(1, 1, 7, 1))
         img = img.clone()
         img[blur] = sub
-    texture = torch.from_numpy(rng.random(b) < share).float().view(b, 1, 1, 1)
-    amplitude = torch.from_numpy(rng.uniform(0.0, 0.02, (b, 1, 1, 1))).float()
-    coarse = F.interpolate(torch.randn(b, 1, h // 16, w // 16), size=(h, w), mode="bilinear", align_corners=False)
-    return img + texture * amplitude * coarse
+    for cell in (16, 4):  # a coarse and a fine texture, each on its own share of the slices
+        texture = torch.from_numpy(rng.random(b) < share).float().view(b, 1, 1, 1)
+        amplitude = torch.from_numpy(rng.uniform(0.0, 0.02, (b, 1, 1, 1))).float()
+        noise = F.interpolate(torch.randn(b, 1, h // cell, w // cell), size=(h, w), mode="bilinear", align_corners=False)
+        img = img + texture * amplitude * noise
+    return img
 
 
 def pick_positives(data, rng, k):
