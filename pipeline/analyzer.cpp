@@ -311,6 +311,10 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
             const Naming named = host_label(m, v, organs[c.f.key_slice], pixels, c.f.label);
             c.f.label = named.label;
             c.f.grounding += "; " + named.evidence;
+            if (auto g = gate_host_share(named.covered, c.f.label, m.host_min_share, m.host_organs)) {
+                reject(r, c, *g);
+                continue;
+            }
             if (!c.faint.empty()) {  // the second look: against the host organ's ring pixels
                 const size_t organ = named.organ_ring.size();
                 if (organ < 20 || 2 * organ < named.ring_size) {  // not inside its organ
@@ -329,6 +333,9 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 }
                 c.f.grounding += fmt::format("; {}, {:+.0f} HU to the {} around it", c.faint, hu,
                                              m.host_organs.at(c.f.label));
+            } else if (named.organ_ring.size() >= 20) {  // for the audit: its contrast to its own organ too
+                c.f.grounding += fmt::format("; {:+.0f} HU to the {} around it",
+                                             slice_contrast(v, c.f.key_slice, pixels, named.organ_ring), m.host_organs.at(c.f.label));
             }
             if (auto g = gate_size(m, c.f, v)) {
                 reject(r, c, *g);

@@ -233,6 +233,17 @@ Gate gate_border(const std::map<std::string, double>& covered, const std::string
     return std::nullopt;
 }
 
+Gate gate_host_share(const std::map<std::string, double>& covered, const std::string& label,
+                     const std::map<std::string, double>& min_share, const std::map<std::string, std::string>& organs) {
+    const auto need = min_share.find(label);
+    if (need == min_share.end() || !organs.count(label)) return std::nullopt;
+    const auto have = covered.find(label);
+    const double share = have == covered.end() ? 0.0 : have->second;
+    if (share >= need->second) return std::nullopt;
+    return Verdict{Reject::OutsideHost, fmt::format("not inside the {}: {:.2f} of the ring around its key slice, under {:.2f}",
+                                                    organs.at(label), share, need->second)};
+}
+
 double lung_ring_share(const core::Volume& v, const Component& c, int z) {
     const std::vector<size_t> ring = ring_around(v, slice_pixels(v, c.voxels, z), 3);
     const size_t plane = static_cast<size_t>(v.rows) * v.columns;

@@ -109,6 +109,9 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         if (m.host_min_lead < 0) return bad("model.json thresholds.host_min_lead", "must be 0 or more");
         m.host_border_coverage = th.value("host_border_coverage", 0.25);
         if (m.host_border_coverage < 0) return bad("model.json thresholds.host_border_coverage", "must be 0 or more");
+        m.host_min_share = th.value("host_min_share", std::map<std::string, double>{});
+        for (const auto& [label, share] : m.host_min_share)
+            if (share < 0 || share > 1) return bad("model.json thresholds.host_min_share." + label, "must be 0-1");
         m.min_diameter_mm = th.value("min_diameter_mm", std::map<std::string, double>{});
         m.max_diameter_mm = th.value("max_diameter_mm", std::map<std::string, double>{});
         m.min_confidence = th.value("min_confidence", 0.0);

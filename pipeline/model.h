@@ -61,6 +61,9 @@ struct Manifest {
     // A faint lesion with another host organ over this much of its ring lies at an organ border: its
     // contrast to its own organ is the other organ's (a kidney pole against the liver). 0: no such rule.
     double host_border_coverage = 0.25;
+    // Per label: the least share of the lesion's ring its host organ must hold (a liver tumor lies
+    // inside the liver); labels without one: no such rule.
+    std::map<std::string, double> host_min_share;
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     std::map<std::string, double> max_diameter_mm;  // per label: larger ones are not either (the trained size range)
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)

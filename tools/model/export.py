@@ -74,6 +74,9 @@ def manifest(version, trained_steps):
         "thresholds": {"mask": 0.5, "min_slices": 1, "min_contrast_hu": 10.0, "min_host_contrast_hu": 15.0, "propagate_slices": 2,
                        "answer_spacing_mm": 2.5, "lung_tumor_min_diameter_mm": 30.0,
                        "host_ring_mm": 5.0, "host_min_coverage": 0.15, "host_min_lead": 0.1, "host_border_coverage": 0.25,
+                       # PHANTOMS.md: a liver tumor >= 90 % inside the liver (kidney tumors may be exophytic,
+                       # the pancreas is thin): its ring is mostly liver
+                       "host_min_share": {"liver tumor": 0.5},
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with

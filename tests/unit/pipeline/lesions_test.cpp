@@ -123,6 +123,20 @@ TEST(Lesions, GateBorder) {
     EXPECT_FALSE(gate_border({{"liver tumor", 0.62}, {"kidney tumor", 0.31}}, "liver tumor", 0, organs));   // rule off
 }
 
+TEST(Lesions, GateHostShare) {
+    // Soft tissue beside the liver answered "liver tumor": the liver holds a quarter of its ring.
+    const std::map<std::string, std::string> organs{{"liver tumor", "liver"}, {"kidney tumor", "kidney"}};
+    const std::map<std::string, double> need{{"liver tumor", 0.5}};
+    auto g = gate_host_share({{"liver tumor", 0.26}, {"kidney tumor", 0.0}}, "liver tumor", need, organs);
+    ASSERT_TRUE(g);
+    EXPECT_STREQ(reject_name(g->reason), "outside_host");
+    EXPECT_EQ(g->why, "not inside the liver: 0.26 of the ring around its key slice, under 0.50");
+    EXPECT_FALSE(gate_host_share({{"liver tumor", 0.81}}, "liver tumor", need, organs));     // inside the liver
+    EXPECT_FALSE(gate_host_share({{"kidney tumor", 0.26}}, "kidney tumor", need, organs));   // no rule for exophytic kidney tumours
+    EXPECT_TRUE(gate_host_share({}, "liver tumor", need, organs));                           // no liver found around it
+    EXPECT_FALSE(gate_host_share({{"liver tumor", 0.1}}, "liver tumor", {}, organs));        // rule off
+}
+
 TEST(Lesions, GateContrastAndConfidence) {
     core::Volume v = trunk(10, false);
     Component dark = ball(v, 5, 64, 40, 6, 10);  // 30 HU below the 40 HU trunk

@@ -71,6 +71,11 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
         ASSERT_FALSE(r) << key;
         EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
     }
+    nlohmann::json share = nlohmann::json::parse(text);
+    share["thresholds"]["host_min_share"] = {{"liver tumor", 1.5}};
+    r = parse_manifest(share.dump(), tokenizer);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("host_min_share.liver tumor"), std::string::npos) << r.error().message;
     nlohmann::json sweep = nlohmann::json::parse(text);
     ASSERT_TRUE(sweep.contains("referring_sweep"));
     sweep["referring_sweep"]["ABDOMEN"].push_back("spleen tumor");  // not one of the labels
