@@ -156,7 +156,22 @@ Gate gate_size(const Manifest& m, const core::Finding& f, const core::Volume& v)
     return std::nullopt;
 }
 
-void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor);
+/// A lung lesion's class: its measured longest diameter against lung_tumor_min_diameter_mm, or
+/// lung tumor when the volume cut it through its widest section and the answers said tumor.
+void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor) {
+    const bool measured_tumor = c.f.diameter_mm >= m.lung_tumor_min_diameter_mm;
+    c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
+    c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
+                                 m.lung_tumor_min_diameter_mm, c.f.label);
+    if (!c.diameter_whole && !measured_tumor && answered_tumor) {  // cut by the volume: a lower bound
+        c.f.label = "lung tumor";
+        c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
+                                     c.f.first_slice == 0 ? 1 : v.slices);
+    } else if (c.is_truncated) {
+        c.f.grounding += c.diameter_whole ? "; truncated by the volume's first or last slice beyond its widest section"
+                                          : "; truncated by the volume's first or last slice";
+    }
+}
 
 /// Step 3: the name a component's evidence gives: the group with the most recognized probability
 /// mass (lung: the recognized lung class with the most), else the sweep's; propagated masks never
@@ -183,23 +198,6 @@ void name_from_evidence(Candidate& c, const std::array<std::map<std::string, dou
         return;
     }
     name_lung(c, m, v, lung_tumor > lung_nodule);
-}
-
-/// A lung lesion's class: its measured longest diameter against lung_tumor_min_diameter_mm, or
-/// lung tumor when the volume cut it through its widest section and the answers said tumor.
-void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor) {
-    const bool measured_tumor = c.f.diameter_mm >= m.lung_tumor_min_diameter_mm;
-    c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
-    c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
-                                 m.lung_tumor_min_diameter_mm, c.f.label);
-    if (!c.diameter_whole && !measured_tumor && answered_tumor) {  // cut by the volume: a lower bound
-        c.f.label = "lung tumor";
-        c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
-                                     c.f.first_slice == 0 ? 1 : v.slices);
-    } else if (c.is_truncated) {
-        c.f.grounding += c.diameter_whole ? "; truncated by the volume's first or last slice beyond its widest section"
-                                          : "; truncated by the volume's first or last slice";
-    }
 }
 
 /// Step 3: the components of the lesion map, measured, named from the evidence, through the gates
