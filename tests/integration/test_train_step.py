@@ -5,10 +5,13 @@
   loss is finite and its gradients reach the trunk;
 - the pixel decoder runs only on the samples that have a [SEG] target (the step's costliest part),
   and doing so changes nothing: the decoder's rows are independent (GroupNorm is per sample), so
-  decoding the subset equals decoding the whole batch and taking those rows.
+  decoding the subset equals decoding the whole batch and taking those rows;
+- `--init` with a bundle folder: the state read back from the exported TorchScript parts is the
+  model's own, tensor for tensor (a shipped version can be fine-tuned again).
 """
 import pathlib
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -83,6 +86,18 @@ class TrainStepTest(unittest.TestCase):
             whole = model.pixdec(f)[rows]
             subset = model.pixdec([t[rows] for t in f])
         torch.testing.assert_close(subset, whole, rtol=1e-4, atol=1e-5)
+
+    def test_a_bundle_reads_back_as_the_training_state(self):
+        torch.manual_seed(2)
+        model = mini.MiniUniBiomed(len(VOCAB)).eval()
+        with tempfile.TemporaryDirectory() as out:
+            for name, part in model.parts().items():
+                torch.jit.script(part).save(f"{out}/{name}.pt")
+            state = train.bundle_state(out)
+        want = model.state_dict()
+        self.assertEqual(sorted(state), sorted(want))
+        for key, value in want.items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
 
 
 if __name__ == "__main__":

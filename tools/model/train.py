@@ -4,7 +4,7 @@ L = L_text (cross-entropy) + 2 * BCE + 0.5 * Dice on each [SEG] mask, plus an au
 lesion-map loss (MODEL-NOTES lesson 1: without it the language model ignores the image).
 
 usage: train.py --data train.npz [more.npz ...] --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
-                [--init ckpt.pt] [--organ-data organs.npz --organ-share 0.2] [--description-share 0.15]
+                [--init ckpt.pt or an exported bundle folder] [--organ-data organs.npz --organ-share 0.2] [--description-share 0.15]
                 [--balance-classes] [--hard hard.npz --hard-share 0.25]
 Time-budgeted: the learning rate follows warm-up + cosine over the wall-clock budget.
 """
@@ -179,6 +179,19 @@ def step_loss(model, img, masks, ids, targets, plen):
     return l_text + l_seg + 0.5 * l_aux, (l_text.item(), float(l_seg), l_aux.item())
 
 
+def bundle_state(folder):
+    """The training state dict of an exported mini bundle (its TorchScript parts; the trunk is shared
+    by the vision and grounding encoders), so a shipped version can be fine-tuned again."""
+    names = {"vision_encoder": {"trunk": "trunk", "head": "vhead"}, "grounding_encoder": {"trunk": "trunk", "decoder": "pixdec"},
+             "language_model": "lm", "seg_projection": "segproj", "mask_decoder": "maskdec"}
+    state = {}
+    for part, prefix in names.items():
+        for key, value in torch.jit.load(str(pathlib.Path(folder) / f"{part}.pt")).state_dict().items():
+            head, _, rest = key.partition(".")
+            state[f"{prefix[head]}.{rest}" if isinstance(prefix, dict) else f"{prefix}.{key}"] = value
+    return state
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True, nargs="+", help="one or more make_dataset.py outputs")
@@ -188,7 +201,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--init", help="start from this checkpoint (fine-tuning) instead of random weights")
+    ap.add_argument("--init", help="start from this checkpoint or exported bundle folder (fine-tuning) instead of random weights")
     ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
     ap.add_argument("--organ-data", help="make_dataset.py --organs output: adds referring segmentation of host organs")
     ap.add_argument("--organ-share", type=float, default=0.2, help="fraction of batches for host organ segmentation")
@@ -219,7 +232,7 @@ def main():
         print(f"organ slices: {len(organ_data['images'])}", flush=True)
     model = mini.MiniUniBiomed(len(VOCAB))
     if a.init:
-        state = torch.load(a.init)["model"]
+        state = bundle_state(a.init) if pathlib.Path(a.init).is_dir() else torch.load(a.init)["model"]
         for key in ("lm.tok.weight", "lm.head.weight", "lm.head.bias"):  # the vocabulary only ever grows at its end
             old, new = state[key], model.state_dict()[key].clone()
             new[:old.shape[0]] = old
