@@ -4,7 +4,7 @@ L = L_text (cross-entropy) + 2 * BCE + 0.5 * Dice on each [SEG] mask, plus an au
 lesion-map loss (MODEL-NOTES lesson 1: without it the language model ignores the image).
 
 usage: train.py --data train.npz [more.npz ...] --out ckpt.pt [--minutes 60] [--batch 16] [--seed 42]
-                [--init ckpt.pt or an exported bundle folder] [--organ-data organs.npz --organ-share 0.2] [--description-share 0.15]
+                [--init ckpt.pt or an exported bundle folder] [--organ-data organs.npz [more.npz ...] --organ-share 0.2] [--description-share 0.15]
                 [--balance-classes] [--hard hard.npz --hard-share 0.25]
 Time-budgeted: the learning rate follows warm-up + cosine over the wall-clock budget.
 """
@@ -203,7 +203,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", help="start from this checkpoint or exported bundle folder (fine-tuning) instead of random weights")
     ap.add_argument("--balance-classes", action="store_true", help="sample positive slices class-balanced")
-    ap.add_argument("--organ-data", help="make_dataset.py --organs output: adds referring segmentation of host organs")
+    ap.add_argument("--organ-data", nargs="+", help="make_dataset.py --organs outputs: add referring segmentation of host organs")
     ap.add_argument("--organ-share", type=float, default=0.2, help="fraction of batches for host organ segmentation")
     ap.add_argument("--description-share", type=float, default=0.15, help="fraction of batches for region-aware description")
     ap.add_argument("--hard", help="mine.py output: slices an earlier model got wrong, mixed into recognition batches")
@@ -226,8 +226,8 @@ def main():
     print(f"{len(has)} slices, {has.sum()} with lesions; vocab {len(VOCAB)}", flush=True)
     organ_data = None
     if a.organ_data:
-        z = np.load(a.organ_data)
-        organ_data = {k: z[k] for k in ("images", "masks", "modality", "organs")}
+        zs = [np.load(d) for d in a.organ_data]
+        organ_data = {k: np.concatenate([z[k] for z in zs]) for k in ("images", "masks", "modality", "organs")}
         organ_data["neg"] = np.arange(len(organ_data["images"]))
         print(f"organ slices: {len(organ_data['images'])}", flush=True)
     model = mini.MiniUniBiomed(len(VOCAB))
