@@ -192,6 +192,11 @@ def bundle_state(folder):
     return state
 
 
+def concatenated(parts, keys):
+    """make_dataset.py outputs as one set: each key's arrays joined in order."""
+    return {k: np.concatenate([z[k] for z in parts]) for k in keys}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True, nargs="+", help="one or more make_dataset.py outputs")
@@ -213,7 +218,7 @@ def main():
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
     parts = [np.load(d) for d in a.data] + ([np.load(a.hard)] if a.hard else [])
-    data = {k: np.concatenate([z[k] for z in parts]) for k in ("images", "masks", "modality")}
+    data = concatenated(parts, ("images", "masks", "modality"))
     has = data["masks"].any(axis=(1, 2, 3))
     if a.hard:  # the hard slices are the last ones; they also join the ordinary positives/negatives
         data["hard"] = np.arange(len(has) - len(parts[-1]["images"]), len(has))
@@ -226,8 +231,7 @@ def main():
     print(f"{len(has)} slices, {has.sum()} with lesions; vocab {len(VOCAB)}", flush=True)
     organ_data = None
     if a.organ_data:
-        zs = [np.load(d) for d in a.organ_data]
-        organ_data = {k: np.concatenate([z[k] for z in zs]) for k in ("images", "masks", "modality", "organs")}
+        organ_data = concatenated([np.load(d) for d in a.organ_data], ("images", "masks", "modality", "organs"))
         organ_data["neg"] = np.arange(len(organ_data["images"]))
         print(f"organ slices: {len(organ_data['images'])}", flush=True)
     model = mini.MiniUniBiomed(len(VOCAB))
