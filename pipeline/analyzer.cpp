@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "pipeline/analyzer_model.h"
+#include "pipeline/density.h"
 #include "pipeline/lesions.h"
 #include "pipeline/region.h"
 
@@ -309,7 +310,25 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
             const Naming named = host_label(m, v, organs[c.f.key_slice], pixels, c.f.label);
             c.f.label = named.label;
             c.f.grounding += "; " + named.evidence;
-            if (auto g = gate_host_share(named.covered, c.f.label, m.host_min_share, m.host_organs)) {
+            // The image's own densities (bundles that declare them): a lesion as dense as its organ is
+            // that organ; one in liver-density tissue, as much darker than it as a liver tumour, is one.
+            const DensityNaming dense = density_naming(v, c.f.key_slice, pixels, c.f.label, organs[c.f.key_slice], m.host_density,
+                                                       m.host_organs, m.density_share, m.density_tolerance_hu);
+            if (!dense.evidence.empty()) c.f.grounding += "; " + dense.evidence;
+            if (dense.reject) {
+                reject(r, c, *dense.reject);
+                continue;
+            }
+            // Named by density: that organ's tissue holds density_share of the annulus and the contrast to
+            // it is a lesion's, so host_min_share by the maps does not apply; but a faint one is isodense
+            // to its mixed ring at that organ's border, the border rule's case (no second look).
+            const bool by_density = dense.label != c.f.label;
+            if (by_density && !c.faint.empty()) {
+                reject(r, c, {Reject::Isodense, fmt::format("{}; {} by density alone", c.faint, dense.label)});
+                continue;
+            }
+            c.f.label = dense.label;
+            if (auto g = by_density ? Gate{} : gate_host_share(named.covered, c.f.label, m.host_min_share, m.host_organs)) {
                 reject(r, c, *g);
                 continue;
             }
@@ -331,7 +350,7 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 }
                 c.f.grounding += fmt::format("; {}, {:+.0f} HU to the {} around it", c.faint, hu,
                                              m.host_organs.at(c.f.label));
-            } else if (named.organ_ring.size() >= 20) {  // for the audit: its contrast to its own organ too
+            } else if (named.organ_ring.size() >= 20 && !by_density) {  // for the audit: its contrast to its own organ too
                 c.f.grounding += fmt::format("; {:+.0f} HU to the {} around it",
                                              slice_contrast(v, c.f.key_slice, pixels, named.organ_ring), m.host_organs.at(c.f.label));
             }

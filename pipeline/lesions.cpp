@@ -85,12 +85,12 @@ double feret_mm(const core::Volume& v, const std::vector<size_t>& pixels) {
     return best;
 }
 
+}  // namespace
+
 float median(std::vector<float>& x) {
     std::nth_element(x.begin(), x.begin() + static_cast<long>(x.size() / 2), x.end());
     return x[x.size() / 2];
 }
-
-}  // namespace
 
 core::Finding measure(const Component& c, const core::Volume& v, const std::vector<std::uint8_t>& prob) {
     core::Finding f;

@@ -61,6 +61,8 @@ std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t
 /// Pixels within `radius` (chessboard distance) of `pixels` on one slice, outside them; works in
 /// the pixels' bounding box, so its cost follows the lesion's size, not the slice's.
 std::vector<size_t> ring_around(const core::Volume& v, const std::vector<size_t>& pixels, int radius);
+/// Median of a non-empty vector (reorders it).
+float median(std::vector<float>& x);
 /// Median of `inside` minus median of `around` (0 when either is empty).
 double median_difference(std::vector<float> inside, std::vector<float> around);
 /// Median of a lesion minus the median of a 3-pixel ring around it on each of its slices (ring

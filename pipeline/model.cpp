@@ -112,6 +112,25 @@ core::Result<Manifest> parse_manifest(const std::string& json_text, const std::s
         m.host_min_share = th.value("host_min_share", std::map<std::string, double>{});
         for (const auto& [label, share] : m.host_min_share)
             if (share < 0 || share > 1) return bad("model.json thresholds.host_min_share." + label, "must be 0-1");
+        m.density_share = th.value("density_share", 0.5);
+        m.density_tolerance_hu = th.value("density_tolerance_hu", 5.0);
+        if (m.density_share < 0 || m.density_share > 1) return bad("model.json thresholds.density_share", "must be 0-1");
+        if (m.density_tolerance_hu < 0) return bad("model.json thresholds.density_tolerance_hu", "must be 0 or more");
+        const json densities = j.value("host_density", json::object());
+        for (const auto& [label, d] : densities.items()) {
+            DensitySpec spec;
+            const auto organ = d.value("organ_hu", std::vector<double>{});
+            if (organ.size() != 2 || organ[0] > organ[1] || !m.host_organs.count(label))
+                return bad("model.json host_density." + label, "needs a host_organs label and organ_hu [low, high]");
+            spec.organ_lo = organ[0], spec.organ_hi = organ[1];
+            for (const auto& r : d.value("contrast_hu", std::vector<std::vector<double>>{})) {
+                if (r.size() != 2 || r[0] > r[1]) return bad("model.json host_density." + label + ".contrast_hu", "ranges are [low, high]");
+                spec.contrast_hu.emplace_back(r[0], r[1]);
+            }
+            if (spec.contrast_hu.empty()) return bad("model.json host_density." + label + ".contrast_hu", "needs at least one range");
+            spec.distinct = d.value("distinct", false);
+            m.host_density[label] = spec;
+        }
         m.min_diameter_mm = th.value("min_diameter_mm", std::map<std::string, double>{});
         m.max_diameter_mm = th.value("max_diameter_mm", std::map<std::string, double>{});
         m.min_confidence = th.value("min_confidence", 0.0);

@@ -12,6 +12,7 @@
 
 #include "core/analysis.h"
 #include "core/result.h"
+#include "pipeline/density.h"
 #include "pipeline/domain.h"
 
 namespace triage::pipeline {
@@ -64,6 +65,11 @@ struct Manifest {
     // Per label: the least share of the lesion's ring its host organ must hold (a liver tumor lies
     // inside the liver); labels without one: no such rule.
     std::map<std::string, double> host_min_share;
+    // Per host label: its organ's density and its lesions' contrast to it ("host_density"; absent: no
+    // density check). density_share: the least share of the tissue around a lesion at a distinct
+    // organ's density that names it; density_tolerance_hu widens every contrast range.
+    std::map<std::string, DensitySpec> host_density;
+    double density_share = 0.5, density_tolerance_hu = 5;
     std::map<std::string, double> min_diameter_mm;  // per label: smaller lesions are not reported
     std::map<std::string, double> max_diameter_mm;  // per label: larger ones are not either (the trained size range)
     double roi_box_value = 0;  // intensity of the ROI box drawn for region-aware description (0: none)

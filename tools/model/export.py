@@ -68,6 +68,11 @@ def manifest(version, trained_steps):
         "prompts": PROMPTS,
         "labels": labels,
         "host_organs": HOSTS,
+        # PHANTOMS.md's densities (docs/model-bundle.md step 7): each host organ's HU and its lesions' contrast
+        # to it; the liver is the one organ of the abdomen no other tissue shares its density with
+        "host_density": {"liver tumor": {"organ_hu": [55, 65], "contrast_hu": [[-50, -20]], "distinct": True},
+                         "kidney tumor": {"organ_hu": [30, 40], "contrast_hu": [[-30, -15], [40, 80]]},
+                         "pancreas tumor": {"organ_hu": [40, 50], "contrast_hu": [[-30, -15]]}},
         "roi_box_value": BOX_VALUE,
         # referring prompt for every abdominal lesion class on every abdominal slice (docs/model-bundle.md)
         "referring_sweep": {"ABDOMEN": list(HOSTS)},
@@ -77,6 +82,9 @@ def manifest(version, trained_steps):
                        # PHANTOMS.md: a liver tumor >= 90 % inside the liver (kidney tumors may be exophytic,
                        # the pancreas is thin): its ring is mostly liver
                        "host_min_share": {"liver tumor": 0.5},
+                       # the density check (host_density below): a distinct organ's density over this share
+                       # of the tissue around a lesion names it; every contrast range widened by the tolerance
+                       "density_share": 0.45, "density_tolerance_hu": 5.0,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with

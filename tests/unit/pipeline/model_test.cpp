@@ -64,7 +64,7 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = parse_manifest(negative, tokenizer);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("propagate_slices"), std::string::npos) << r.error().message;
-    for (const char* key : {"min_host_contrast_hu", "host_min_lead", "host_border_coverage"}) {  // thresholds that must not be negative
+    for (const char* key : {"min_host_contrast_hu", "host_min_lead", "host_border_coverage", "density_tolerance_hu"}) {  // thresholds that must not be negative
         nlohmann::json j = nlohmann::json::parse(text);
         j["thresholds"][key] = -1;
         r = parse_manifest(j.dump(), tokenizer);
@@ -76,6 +76,17 @@ TEST(Model, ManifestTasksNeedWhatTheyUse) {
     r = parse_manifest(share.dump(), tokenizer);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("host_min_share.liver tumor"), std::string::npos) << r.error().message;
+    nlohmann::json density = nlohmann::json::parse(text);
+    ASSERT_TRUE(density.contains("host_density"));  // PHANTOMS.md's table, written by export.py
+    density["host_density"]["liver tumor"]["organ_hu"] = {65, 55};
+    r = parse_manifest(density.dump(), tokenizer);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("host_density.liver tumor"), std::string::npos) << r.error().message;
+    density["host_density"]["liver tumor"]["organ_hu"] = {55, 65};
+    density["host_density"]["liver tumor"]["contrast_hu"] = nlohmann::json::array();
+    r = parse_manifest(density.dump(), tokenizer);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("host_density.liver tumor.contrast_hu"), std::string::npos) << r.error().message;
     nlohmann::json sweep = nlohmann::json::parse(text);
     ASSERT_TRUE(sweep.contains("referring_sweep"));
     sweep["referring_sweep"]["ABDOMEN"].push_back("spleen tumor");  // not one of the labels
