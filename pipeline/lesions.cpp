@@ -11,6 +11,11 @@ namespace triage::pipeline {
 namespace {
 constexpr float kLungBelowHu = -400.0f;  // lung parenchyma (-900 to -800 HU) and what is as dark
 constexpr double kLungRingShare = 0.1;  // a lung lesion: at least this much of its key slice's ring at lung density
+// A lung lesion with less lung than this around it, centred within kMediastinalOffset of the body's
+// half-width from its midline, lies between the lungs: the heart or a great vessel (second renderer:
+// the ten such masks 0.29-0.40 of the ring and 0.12-0.29 off the midline; true lesions 0.42-0.97, and
+// those under 0.45 at 0.64).
+constexpr double kMediastinalRingShare = 0.45, kMediastinalOffset = 0.35;
 }
 
 const char* reject_name(Reject r) {
@@ -252,8 +257,26 @@ double lung_ring_share(const core::Volume& v, const Component& c, int z) {
     return ring.empty() ? 0.0 : static_cast<double>(lung) / static_cast<double>(ring.size());
 }
 
-Gate gate_in_lung(double share) {
-    if (share >= kLungRingShare) return std::nullopt;
+double midline_offset(const core::Volume& v, const Component& c, int z, const BodyMap& body) {
+    const std::vector<size_t> pixels = slice_pixels(v, c.voxels, z);
+    const std::uint8_t* out = body.outside.data() + static_cast<size_t>(z) * v.rows * v.columns;
+    int left = v.columns, right = -1;
+    for (int y = 0; y < v.rows; ++y)
+        for (int x = 0; x < v.columns; ++x)
+            if (!out[static_cast<size_t>(y) * v.columns + x]) left = std::min(left, x), right = std::max(right, x);
+    if (pixels.empty() || right <= left) return 1.0;
+    double cx = 0;
+    for (size_t i : pixels) cx += static_cast<double>(i % static_cast<size_t>(v.columns));
+    return (cx / static_cast<double>(pixels.size()) - (left + right) / 2.0) / ((right - left) / 2.0);
+}
+
+Gate gate_in_lung(double share, double offset) {
+    if (share >= kLungRingShare && (share >= kMediastinalRingShare || std::abs(offset) >= kMediastinalOffset)) return std::nullopt;
+    if (share >= kLungRingShare)
+        return Verdict{Reject::OutsideHost, fmt::format("between the lungs: {:.0f}% of the ring around its key slice at lung density and "
+                                                        "its centre {:.2f} of the body's half-width from the midline (under {:.0f}% and "
+                                                        "{:.2f}): the heart or a great vessel",
+                                                        100 * share, std::abs(offset), 100 * kMediastinalRingShare, kMediastinalOffset)};
     return Verdict{Reject::OutsideHost, fmt::format("not in a lung: {:.0f}% of the ring around its key slice at lung density "
                                                     "(< {:.0f} HU), under {:.0f}%", 100 * share, kLungBelowHu, 100 * kLungRingShare)};
 }

@@ -95,8 +95,10 @@ Gate gate_host_share(const std::map<std::string, double>& covered, const std::st
 double lung_ring_share(const core::Volume& v, const Component& c, int z);
 /// A lung lesion lies in a lung (PHANTOMS.md: a nodule inside one, a tumour at least 60 % inside
 /// one, abutting the mediastinum at most): at least a tenth of the ring around its key slice is lung
-/// (true lesions of the second renderer 0.28-0.93; the spinal canal, aorta and mediastinum 0-0.02).
-Gate gate_in_lung(double share);
+/// (true lesions of the second renderer 0.28-0.93; the spinal canal, aorta and mediastinum 0-0.02),
+/// and a mask with under 45 % lung around it centred between the lungs (`offset`, midline_offset,
+/// under 0.35) is the heart or a great vessel, not a lesion in a lung.
+Gate gate_in_lung(double share, double offset = 1.0);  // offset 1: the share alone
 
 /// Per slice: which pixels are outside the body (connected to the image border through pixels
 /// below `air`) and how much of the body is lung-density air. Computed once per volume.
@@ -108,6 +110,9 @@ struct BodyMap {
 };
 /// CT: air = -400 HU. MR: air = 15 % of the 98th percentile of the volume.
 BodyMap body_map(const core::Volume& v);
+/// CT: the centre of a lesion's pixels on slice z relative to the body there: 0 on its midline, +-1
+/// at its left or right edge (1 when the body or the lesion is not on the slice).
+double midline_offset(const core::Volume& v, const Component& c, int z, const BodyMap& body);
 /// The shape gate: a mask mostly outside the body, along its outline (the skin, scalp or table),
 /// covering more than max_body_fraction of the body's cross-section on its key slice, a thin
 /// shell (area under 12 % of the disc of its diameter, at 15 mm or more), or a tube along z (longer

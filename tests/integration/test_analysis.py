@@ -98,6 +98,10 @@ class MiniModelTest(NodeTest):
                 if f["label"] == "pancreas tumor":
                     self.assertRegex(f["grounding"], r"host organ ring 5 mm: kidney [\d.]+ liver [\d.]+ pancreas [\d.]+ "
                                                      r"(-> pancreas tumor|\(\w+ ahead by [\d.]+ < 0.10: name kept\))")
+                    # the density check (model.json host_density): its contrast to the pancreas, a pancreas tumour's
+                    dens = re.search(r"; density: -?\d+ HU, ([+-]\d+) HU to the pancreas \(\d+ HU\)", f["grounding"])
+                    self.assertTrue(dens, f["grounding"])
+                    self.assertTrue(-35 <= int(dens.group(1)) <= -10, f["grounding"])
             if not want:
                 self.assertIn("No findings", d["report"])
             self.assertIn("demonstration model", d["report"])
@@ -124,7 +128,8 @@ class MiniModelTest(NodeTest):
 
     def test_host_contrast_second_look(self):
         """With no confidence floor the kidney poles of seed 910028 reach the contrast checks: isodense to the
-        tissue and to the kidney around them, so listed but not reported; the pancreas tumour still is."""
+        kidney (the density check) or to the tissue and the kidney around them (the second look), so listed
+        but not reported; the pancreas tumour still is."""
         uid = phantom(self.tmp / "p", 910028, "ABDOMEN", "pancreas tumor", slices=67)
         bundle = bundle_copy(MINI, self.tmp / "bundle", lambda m: m["thresholds"].pop("min_confidence", None))
         write_config(self.tmp / "node.toml", {"node": {"data_dir": str(self.tmp / "data")}, "model": {"bundle": str(bundle)}})
@@ -135,8 +140,9 @@ class MiniModelTest(NodeTest):
         self.assertEqual(d["study_uid"], uid)
         self.assertEqual({f["label"] for f in d["findings"]}, {"pancreas tumor"}, d["findings"])
         poles = d["series"][0]["not_reported"]
-        self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: isodense: [+-]\d+ HU to the tissue around it, "
-                                         r"[+-]\d+ HU to the kidney around it", p) for p in poles), poles)
+        self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: isodense: ([+-]\d+ HU to the tissue around it, "
+                                         r"[+-]\d+ HU to the kidney around it|[+-]\d+ HU to the kidney \(\d+ HU\): a kidney tumor is "
+                                         r"-30 to -15 or \+40 to \+80 HU from it \(\+-5\))", p) for p in poles), poles)
 
 
 class IntakePriorityTest(NodeTest):

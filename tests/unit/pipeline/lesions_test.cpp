@@ -236,13 +236,24 @@ TEST(Lesions, GateInLungNeedsLungAroundALungLesion) {
     core::Volume v = trunk(6, true);
     Component nodule = ball(v, 3, 64, static_cast<int>(128 * 0.3), 5, 20);  // inside the right lung
     EXPECT_GT(lung_ring_share(v, nodule, 3), 0.9);
-    EXPECT_FALSE(gate_in_lung(lung_ring_share(v, nodule, 3)));
+    const BodyMap body = body_map(v);
+    EXPECT_NEAR(midline_offset(v, nodule, 3, body), -0.45, 0.05);  // in the image's left half
+    EXPECT_FALSE(gate_in_lung(lung_ring_share(v, nodule, 3), midline_offset(v, nodule, 3, body)));
     Component middle = ball(v, 3, 36, 64, 5, 20);  // in front of the lungs, in 40-HU tissue (the spinal canal's case)
     EXPECT_EQ(lung_ring_share(v, middle, 3), 0.0);
-    auto g = gate_in_lung(lung_ring_share(v, middle, 3));
+    auto g = gate_in_lung(lung_ring_share(v, middle, 3), midline_offset(v, middle, 3, body));
     ASSERT_TRUE(g);
     EXPECT_STREQ(reject_name(g->reason), "outside_host");
     EXPECT_NE(g->why.find("not in a lung: 0%"), std::string::npos);
+    // Between the lungs with lung on both sides (the heart bulging into them): a third of its ring is
+    // lung, its centre on the midline; a lesion in a lung against the mediastinum keeps its place.
+    auto heart = gate_in_lung(0.35, 0.14);
+    ASSERT_TRUE(heart);
+    EXPECT_STREQ(reject_name(heart->reason), "outside_host");
+    EXPECT_EQ(heart->why, "between the lungs: 35% of the ring around its key slice at lung density and its centre 0.14 of the body's "
+                          "half-width from the midline (under 45% and 0.35): the heart or a great vessel");
+    EXPECT_FALSE(gate_in_lung(0.42, 0.64));  // a tumour in a lung, abutting the mediastinum
+    EXPECT_FALSE(gate_in_lung(0.60, 0.10));  // mostly lung around it
 }
 
 TEST(Region, HeaderFirstThenContent) {
