@@ -108,11 +108,7 @@ double texture_ratio(const core::Volume& v, const BodyMap& body) {
             }
     }
     if (lag1.size() < 100) return 0;
-    auto median = [](std::vector<float>& x) {
-        std::nth_element(x.begin(), x.begin() + static_cast<long>(x.size() / 2), x.end());
-        return static_cast<double>(x[x.size() / 2]);
-    };
-    return median(lag2) / std::max(median(lag1), 0.5);
+    return median(lag2) / std::max(static_cast<double>(median(lag1)), 0.5);
 }
 
 std::optional<std::string> not_validated(const Domain& d, const core::Volume& v, const SeriesRegion& region, double texture) {
