@@ -84,7 +84,7 @@ def manifest(version, trained_steps):
                        "host_min_share": {"liver tumor": 0.5},
                        # the density check (host_density below): a distinct organ's density over this share
                        # of the tissue around a lesion names it; every contrast range widened by the tolerance
-                       "density_share": 0.5, "density_tolerance_hu": 5.0,
+                       "density_share": 0.65, "density_tolerance_hu": 5.0,
                        # 0.7 x the smallest lesion of each class in PHANTOMS.md: below, not reported
                        "min_diameter_mm": MIN_DIAMETER_MM, "max_diameter_mm": MAX_DIAMETER_MM},
         # what the model was validated on (docs/model-bundle.md "domain"): PHANTOMS.md's geometry with
