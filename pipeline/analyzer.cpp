@@ -249,6 +249,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
         Gate g = gate_slices(c.f.last_slice - c.f.first_slice + 1, m.min_slices);
         if (!g) g = gate_region(c.f.label, region);
         if (!g) g = gate_shape(c.f, comps[k], v, body);
+        if (!g && v.modality == "CT") g = gate_continues(v, comps[k], c.f);
         if (!g && v.modality == "CT" && c.group == "lung")
             g = gate_in_lung(lung_ring_share(v, comps[k], c.f.key_slice), midline_offset(v, comps[k], c.f.key_slice, body));
         if (!g) g = gate_confidence(c.f.confidence, m.min_confidence);

@@ -21,7 +21,8 @@ enum class Reject {
     AboveMaxDiameter,   // larger than its label's max_diameter_mm in-plane or along z
     Isodense,           // CT: not denser or lighter than the tissue (or host organ) around it
     ImplausibleRegion,  // a label of another body region (a brain tumor on a chest CT)
-    ImplausibleShape,   // outside the body, along its outline, a large part of it, a thin shell or a tube
+    ImplausibleShape,   // outside the body, along its outline, a large part of it, a thin shell, a tube, or the
+                        // section of a longer structure (gate_continues)
     OutsideHost,        // CT: a lung lesion with little lung around it (the spinal canal, the aorta), or a
                         // lesion named for an organ that holds too little of its ring (host_min_share)
     LowConfidence,      // mean mask probability below the manifest's min_confidence
@@ -118,6 +119,12 @@ double midline_offset(const core::Volume& v, const Component& c, int z, const Bo
 /// shell (area under 12 % of the disc of its diameter, at 15 mm or more), or a tube along z (longer
 /// than 4 times its in-plane diameter, at least 10 mm: the spinal canal, the aorta, a vessel).
 Gate gate_shape(const core::Finding& f, const Component& c, const core::Volume& v, const BodyMap& body);
+
+/// CT: a lesion is a bounded body: the tissue under its first or last slice's pixels that keeps its
+/// median density (within 6 HU on three quarters of the slices) over max(15 mm, 0.75 x its diameter)
+/// beyond that slice makes the mask a section of a longer structure (a kidney's pole), not a lesion.
+/// An end the volume cuts off first, or of under 10 pixels, is not judged.
+Gate gate_continues(const core::Volume& v, const Component& c, const core::Finding& f);
 
 /// Rank of a candidate for the capped, expensive checks and the finding limits: confidence x volume.
 double rank_score(const core::Finding& f);

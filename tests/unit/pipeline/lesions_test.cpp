@@ -232,6 +232,34 @@ TEST(Lesions, GateShapeRejectsOutlineOutsideHugeAndShellMasks) {
     EXPECT_NE(long_tube->why.find("tube along z"), std::string::npos);
 }
 
+TEST(Lesions, GateContinuesRejectsTheSectionOfALongerStructure) {
+    core::Volume v = trunk(20, false);  // slices of 5 mm
+    const Component lesion = ball(v, 10, 64, 40, 5, 10);  // 25 mm across: 40 HU beyond both ends
+    EXPECT_FALSE(gate_continues(v, lesion, measure(lesion, v, prob_of(v, lesion))));
+    // An organ of 10 HU along z from slice 2 up (a kidney), segmented on slices 12-15 only: under its
+    // first slice the organ goes on at the mask's own density, as far as the gate looks (0.75 of its 34 mm diagonal).
+    auto organ_section = [&](int from, int to) {
+        core::Volume w = trunk(20, false);
+        Component mask;
+        for (int z = 2; z < 20; ++z)
+            for (int y = 60; y < 70; ++y)
+                for (int x = 80; x < 90; ++x) {
+                    const size_t i = (static_cast<size_t>(z) * 128 + y) * 128 + x;
+                    w.voxels[i] = 10;
+                    if (z >= from && z <= to) mask.voxels.push_back(i);
+                }
+        return gate_continues(w, mask, measure(mask, w, prob_of(w, mask)));
+    };
+    const auto pole = organ_section(12, 15);
+    ASSERT_TRUE(pole);
+    EXPECT_STREQ(reject_name(pole->reason), "implausible_shape");
+    EXPECT_EQ(pole->why, "the tissue under its first slice continues 25 mm below it at its own density (10 HU, within 6 HU on 5 of "
+                         "5 slices): part of a longer structure, an organ, not a lesion");
+    // Its lower end segmented whole, up to the volume's last slice: beyond the first slice is the
+    // body's 40 HU, and the volume ends before the look above could be made.
+    EXPECT_FALSE(organ_section(2, 19));
+}
+
 TEST(Lesions, GateInLungNeedsLungAroundALungLesion) {
     core::Volume v = trunk(6, true);
     Component nodule = ball(v, 3, 64, static_cast<int>(128 * 0.3), 5, 20);  // inside the right lung
