@@ -164,10 +164,16 @@ void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answ
     c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
     c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
                                  m.lung_tumor_min_diameter_mm, c.f.label);
-    if (!c.diameter_whole && !measured_tumor && answered_tumor) {  // cut by the volume: a lower bound
+    const bool cut_tumor = !c.diameter_whole && !measured_tumor && answered_tumor;  // cut by the volume: a lower bound
+    if (cut_tumor && cut_could_be(c.f, v.slice_spacing, m.lung_tumor_min_diameter_mm)) {
         c.f.label = "lung tumor";
         c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
                                      c.f.first_slice == 0 ? 1 : v.slices);
+    } else if (cut_tumor) {
+        c.f.grounding += fmt::format("; truncated at slice {}, answered lung tumor, but too small a section on {} slices for "
+                                     "the pole of a {:.0f} mm one",
+                                     c.f.first_slice == 0 ? 1 : v.slices, c.f.last_slice - c.f.first_slice + 1,
+                                     m.lung_tumor_min_diameter_mm);
     } else if (c.is_truncated) {
         c.f.grounding += c.diameter_whole ? "; truncated by the volume's first or last slice beyond its widest section"
                                           : "; truncated by the volume's first or last slice";

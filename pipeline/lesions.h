@@ -56,6 +56,12 @@ bool truncated(const core::Finding& f, const core::Volume& v);
 /// cut slice and the cut section is under 70 % of the key slice's area), so its in-plane diameter
 /// is whole although its extent along z is not.
 bool widest_inside(const Component& c, const core::Finding& f, const core::Volume& v);
+/// For a lesion cut by the volume through its widest visible section: could a lesion of at least
+/// `diameter_mm` show this cut? A sphere of diameter D cut to a cap of height e (the mask's slices
+/// less half a spacing) shows a section of 2 sqrt(e (D - e)) at the cut, e at most D/2; the finding's
+/// diameter must reach 0.6 of that (irregular ellipsoids). A 13 mm section on 2 slices of 4.7 mm
+/// is a nodule's, not the pole of a 30 mm tumour (which would show 25 mm there).
+bool cut_could_be(const core::Finding& f, double slice_spacing, double diameter_mm);
 
 /// Row-major pixel indices of a lesion's voxels on slice z.
 std::vector<size_t> slice_pixels(const core::Volume& v, const std::vector<size_t>& voxels, int z);

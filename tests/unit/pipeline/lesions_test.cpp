@@ -86,6 +86,21 @@ TEST(Lesions, ALesionAtTheLastSliceIsTruncated) {
     EXPECT_TRUE(widest_inside(cap, g, w));
 }
 
+TEST(Lesions, ACutSectionTooSmallForTheCutOfATumourIsNotOne) {
+    core::Finding f;
+    f.first_slice = 0, f.last_slice = 1;  // 2 slices of 4.7 mm: a 30 mm sphere shows 25.4 mm at the cut
+    f.diameter_mm = 12.9;                 // second renderer: a 13.2 mm nodule cut by the first slice
+    EXPECT_FALSE(cut_could_be(f, 4.69, 30));
+    f.diameter_mm = 16;  // 0.63 of the sphere's section
+    EXPECT_TRUE(cut_could_be(f, 4.69, 30));
+    f.last_slice = 0, f.diameter_mm = 6.6;  // one slice of 3.6 mm: 14.3 mm expected, 7.8 mm nodule
+    EXPECT_FALSE(cut_could_be(f, 3.62, 30));
+    f.last_slice = 9, f.diameter_mm = 25;  // 9.5 slices of 3 mm: past a 30 mm sphere's equator, 30 mm expected
+    EXPECT_TRUE(cut_could_be(f, 3, 30));
+    f.diameter_mm = 17;
+    EXPECT_FALSE(cut_could_be(f, 3, 30));
+}
+
 TEST(Lesions, GateMaxDiameterInPlaneAndAlongZ) {
     core::Finding f;
     f.diameter_mm = 60, f.first_slice = 10, f.last_slice = 25;  // 16 slices of 5 mm: 75 mm less one slice
