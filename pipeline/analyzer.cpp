@@ -158,22 +158,22 @@ Gate gate_size(const Manifest& m, const core::Finding& f, const core::Volume& v)
 }
 
 /// A lung lesion's class: its measured longest diameter against lung_tumor_min_diameter_mm, or
-/// lung tumor when the volume cut it through its widest section and the answers said tumor.
+/// lung tumor when the volume cut it through its widest section, the answers said tumor and the cut
+/// section could be a tumour's (cut_could_be).
 void name_lung(Candidate& c, const Manifest& m, const core::Volume& v, bool answered_tumor) {
     const bool measured_tumor = c.f.diameter_mm >= m.lung_tumor_min_diameter_mm;
     c.f.label = measured_tumor ? "lung tumor" : "lung nodule";
     c.f.grounding += fmt::format("; longest diameter {:.1f} mm {} {:.0f} mm -> {}", c.f.diameter_mm, measured_tumor ? ">=" : "<",
                                  m.lung_tumor_min_diameter_mm, c.f.label);
     const bool cut_tumor = !c.diameter_whole && !measured_tumor && answered_tumor;  // cut by the volume: a lower bound
+    const int cut_at = c.f.first_slice == 0 ? 1 : v.slices;
     if (cut_tumor && cut_could_be(c.f, v.slice_spacing, m.lung_tumor_min_diameter_mm)) {
         c.f.label = "lung tumor";
-        c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept",
-                                     c.f.first_slice == 0 ? 1 : v.slices);
+        c.f.grounding += fmt::format("; truncated at slice {}: the diameter is a lower bound, recognized lung tumor kept", cut_at);
     } else if (cut_tumor) {
         c.f.grounding += fmt::format("; truncated at slice {}, answered lung tumor, but too small a section on {} slices for "
                                      "the pole of a {:.0f} mm one",
-                                     c.f.first_slice == 0 ? 1 : v.slices, c.f.last_slice - c.f.first_slice + 1,
-                                     m.lung_tumor_min_diameter_mm);
+                                     cut_at, c.f.last_slice - c.f.first_slice + 1, m.lung_tumor_min_diameter_mm);
     } else if (c.is_truncated) {
         c.f.grounding += c.diameter_whole ? "; truncated by the volume's first or last slice beyond its widest section"
                                           : "; truncated by the volume's first or last slice";
