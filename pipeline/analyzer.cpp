@@ -327,16 +327,17 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 reject(r, c, *dense.reject);
                 continue;
             }
-            // Named by density: that organ's tissue holds density_share of the annulus and the contrast to
-            // it is a lesion's, so host_min_share by the maps does not apply; but a faint one is isodense
-            // to its mixed ring at that organ's border, the border rule's case (no second look).
-            const bool by_density = dense.label != c.f.label;
-            if (by_density && !c.faint.empty()) {
+            // Named or confirmed by density: that organ's tissue holds density_share of the annulus and the
+            // contrast to it is a lesion's, so host_min_share by the maps does not apply; but a faint one
+            // renamed so is isodense to its mixed ring at that organ's border, the border rule's case (no
+            // second look).
+            const bool renamed = dense.label != c.f.label;
+            if (renamed && !c.faint.empty()) {
                 reject(r, c, {Reject::Isodense, fmt::format("{}; {} by density alone", c.faint, dense.label)});
                 continue;
             }
             c.f.label = dense.label;
-            if (auto g = by_density ? Gate{} : gate_host_share(named.covered, c.f.label, m.host_min_share, m.host_organs)) {
+            if (auto g = dense.by_density ? Gate{} : gate_host_share(named.covered, c.f.label, m.host_min_share, m.host_organs)) {
                 reject(r, c, *g);
                 continue;
             }
@@ -358,7 +359,7 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 }
                 c.f.grounding += fmt::format("; {}, {:+.0f} HU to the {} around it", c.faint, hu,
                                              m.host_organs.at(c.f.label));
-            } else if (named.organ_ring.size() >= 20 && !by_density) {  // for the audit: its contrast to its own organ too
+            } else if (named.organ_ring.size() >= 20 && !renamed) {  // for the audit: its contrast to its own organ too
                 c.f.grounding += fmt::format("; {:+.0f} HU to the {} around it",
                                              slice_contrast(v, c.f.key_slice, pixels, named.organ_ring), m.host_organs.at(c.f.label));
             }

@@ -128,10 +128,10 @@ DensityNaming density_naming(const core::Volume& v, int z, const std::vector<siz
         if (!b.median) continue;
         out.evidence += fmt::format("; {} density ({:.0f} HU) over {:.2f} of the {:.0f}-{:.0f} mm around it", organs.at(other), *b.median,
                                     b.share, kAnnulusFromMm, kAnnulusToMm);
-        if (other == label || b.share < min_share || gate_host_density(core - *b.median, *b.median, organs.at(other), other, s, tolerance))
-            continue;
+        if (b.share < min_share || gate_host_density(core - *b.median, *b.median, organs.at(other), other, s, tolerance)) continue;
         out.evidence += fmt::format(", {:+.0f} HU to it -> {}", core - *b.median, other);
         out.label = other;
+        out.by_density = true;
         break;
     }
     return out;

@@ -58,10 +58,13 @@ Gate gate_host_density(double contrast, double organ_hu, const std::string& orga
                        double tolerance);
 
 /// The density check of a host-named lesion on its key slice (see the header comment): the label it
-/// keeps or takes, the evidence for the audit, and a rejection.
+/// keeps or takes, the evidence for the audit, and a rejection. `by_density`: the label rests on the
+/// image's densities (a distinct organ's tissue around it at a lesion's contrast), whether it was
+/// taken or kept, so the maps' share of its ring (`host_min_share`) does not apply.
 struct DensityNaming {
     std::string label, evidence;
     Gate reject;
+    bool by_density = false;
 };
 DensityNaming density_naming(const core::Volume& v, int z, const std::vector<size_t>& pixels, const std::string& label,
                              const std::map<std::string, std::vector<std::uint8_t>>& maps,

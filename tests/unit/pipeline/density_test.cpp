@@ -100,6 +100,26 @@ TEST(Density, ALesionInLiverDensityTissueAsDarkAsALiverTumourIsOne) {
     EXPECT_EQ(named.label, "liver tumor");
     EXPECT_EQ(named.evidence,
               "density: 20 HU, -15 HU to the kidney (35 HU); liver density (60 HU) over 1.00 of the 2-8 mm around it, -40 HU to it -> liver tumor");
+    EXPECT_TRUE(named.by_density);
+}
+
+TEST(Density, ALiverTumourTheLiverMapMissesIsConfirmedByTheLiverDensityAroundIt) {
+    core::Volume v = abdomen();
+    const auto lesion = disc(v, 64, 30, 8, 20);  // in the liver, whose map (a caudal tip, faint) covers none of its ring
+    const auto named = density_naming(v, 0, lesion, "liver tumor", {{"liver tumor", map_of({})}}, kSpecs, kOrgans, 0.65, 5);
+    EXPECT_FALSE(named.reject);
+    EXPECT_EQ(named.label, "liver tumor");
+    EXPECT_TRUE(named.by_density);  // host_min_share by the maps does not apply to it
+    EXPECT_EQ(named.evidence, "density: 20 HU; liver density (60 HU) over 1.00 of the 2-8 mm around it, -40 HU to it -> liver tumor");
+}
+
+TEST(Density, ALiverTumourInTissueOfAnotherDensityIsNotConfirmedByIt) {
+    core::Volume v = abdomen();
+    disc(v, 64, 95, 15, 35);
+    const auto lesion = disc(v, 64, 95, 6, 10);  // in the kidney, named liver tumor
+    const auto named = density_naming(v, 0, lesion, "liver tumor", {}, kSpecs, kOrgans, 0.65, 5);
+    EXPECT_EQ(named.label, "liver tumor");
+    EXPECT_FALSE(named.by_density);
 }
 
 TEST(Density, AnEnhancingKidneyTumourKeepsItsName) {
