@@ -122,6 +122,16 @@ TEST(Density, ALiverTumourInTissueOfAnotherDensityIsNotConfirmedByIt) {
     EXPECT_FALSE(named.by_density);
 }
 
+TEST(Density, ConfirmingItsOwnNameTakesMoreLiverAroundItThanRenaming) {
+    core::Volume v = abdomen();  // liver: x < 60
+    const auto lesion = disc(v, 64, 48, 8, 25);  // near the liver's edge: liver density over 0.70 of its annulus
+    const auto confirmed = density_naming(v, 0, lesion, "liver tumor", {}, kSpecs, kOrgans, 0.65, 5);
+    EXPECT_FALSE(confirmed.by_density);
+    const auto renamed = density_naming(v, 0, lesion, "kidney tumor", {}, kSpecs, kOrgans, 0.65, 5);
+    EXPECT_EQ(renamed.label, "liver tumor");
+    EXPECT_TRUE(renamed.by_density);
+}
+
 TEST(Density, AnEnhancingKidneyTumourKeepsItsName) {
     core::Volume v = abdomen();
     const auto kidney = disc(v, 64, 95, 15, 35);
