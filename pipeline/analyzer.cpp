@@ -327,8 +327,8 @@ core::Result<std::vector<Candidate>> examine(Run& r, std::vector<Candidate> pass
                 reject(r, c, *dense.reject);
                 continue;
             }
-            // Named or confirmed by density: that organ's tissue holds density_share of the annulus and the
-            // contrast to it is a lesion's, so host_min_share by the maps does not apply; but a faint one
+            // Named or confirmed by density: that organ's tissue holds density_share (to confirm: 0.85) of the
+            // annulus and the contrast to it is a lesion's, so host_min_share by the maps does not apply; but a faint one
             // renamed so is isodense to its mixed ring at that organ's border, the border rule's case (no
             // second look).
             const bool renamed = dense.label != c.f.label;
