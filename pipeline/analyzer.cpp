@@ -47,6 +47,7 @@ struct Run {
     std::vector<Evidence> evidence;
     std::vector<std::map<std::string, std::vector<float>>> prompts;  // slice -> group -> [SEG] prompt
     size_t unlisted = 0;
+    size_t components = 0, confident = 0;  // of the lesion map; lesion-shaped and confident (domain max_candidates)
     // Grounding features of the slices encoded so far: propagation and the host-organ maps revisit
     // them. Bounded: the mini model's 2 MB a slice keeps 256 slices, the released one's ~16 MB 32.
     FeatureCache features{kFeatureCacheBytes};
@@ -228,11 +229,6 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
     for (const auto& e : r.evidence)
         for (const auto& [i, p] : e.voxels)
             if (id[i]) mass[id[i] - 1][e.asked][e.label] += p;
-    if (m.domain.max_candidates > 0 && static_cast<int>(comps.size()) > m.domain.max_candidates && !r.out.outside_domain) {
-        r.out.outside_domain = true;
-        r.out.warnings.push_back(fmt::format("{}{} lesion candidates, more than the {} of the validated domain ({})", core::kOutsideDomain,
-                                             comps.size(), m.domain.max_candidates, m.domain.description));
-    }
     std::vector<Candidate> pass;
     for (size_t k = 0; k < comps.size(); ++k) {
         Candidate c;
@@ -259,6 +255,7 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
         if (!g && v.modality == "CT" && c.group == "lung")
             g = gate_in_lung(lung_ring_share(v, comps[k], c.f.key_slice), midline_offset(v, comps[k], c.f.key_slice, body));
         if (!g) g = gate_confidence(c.f.confidence, m.min_confidence);
+        if (!g) ++r.confident;
         if (!g && v.modality == "CT" && m.min_contrast_hu > 0) {
             const double hu = contrast(v, comps[k], lesion, threshold, c.group == "lung");
             g = gate_contrast(hu, m.min_contrast_hu, "tissue");
@@ -275,6 +272,11 @@ std::vector<Candidate> candidates(Run& r, const SeriesRegion& region, const Body
         } else {
             pass.push_back(std::move(c));
         }
+    }
+    r.components = comps.size();
+    if (auto why = too_many_candidates(m.domain, r.confident, r.components); why && !r.out.outside_domain) {
+        r.out.outside_domain = true;
+        r.out.warnings.push_back(std::string(core::kOutsideDomain) + *why);
     }
     return pass;
 }
@@ -522,8 +524,11 @@ core::Result<core::SeriesAnalysis> Analyzer::analyze(const core::Volume& v, cons
     }
     std::string timing;
     for (const auto& [name, sec] : steps) timing += fmt::format(" {} {:.1f}", name, sec);
-    TRIAGE_LOG_INFO("pipeline", "series {}: {} slices, region {}, {} findings, {} not reported; seconds:{}; slice encodings reused {}",
-                    v.series_uid, v.slices, region.text(), r.out.findings.size(), r.out.rejected.size(), timing, r.features.reused());
+    TRIAGE_LOG_INFO("pipeline",
+                    "series {}: {} slices, region {}, {} findings, {} not reported; {} mask components, {} confident; seconds:{}; "
+                    "slice encodings reused {}",
+                    v.series_uid, v.slices, region.text(), r.out.findings.size(), r.out.rejected.size(), r.components, r.confident,
+                    timing, r.features.reused());
     if (r.unlisted) r.out.rejected.push_back(fmt::format("{} more candidates not listed", r.unlisted));
     r.out.seconds_vision = r.stages.vision + r.stages.grounding;  // both image encoders
     r.out.seconds_decode = r.stages.decode;

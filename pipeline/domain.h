@@ -23,7 +23,7 @@ struct DomainRange {
 struct Domain {
     std::string description;                  // e.g. "synthetic phantoms (PHANTOMS.md), axial only"
     bool axial_only = false;                  // slices must be axial or oblique axial (normal within 30 degrees of z)
-    int max_candidates = 0;                   // more lesion candidates than this in a series (0: not checked)
+    int max_candidates = 0;                   // more confident lesion candidates than this in a series (0: not checked)
     std::map<std::string, DomainRange> modality;  // "CT", "MR"
     bool declared() const { return !description.empty(); }
 };

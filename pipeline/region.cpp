@@ -148,4 +148,10 @@ std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v
     return std::nullopt;
 }
 
+std::optional<std::string> too_many_candidates(const Domain& d, size_t confident, size_t components) {
+    if (d.max_candidates <= 0 || confident <= static_cast<size_t>(d.max_candidates)) return std::nullopt;
+    return fmt::format("{} confident lesion candidates (of {} mask components), more than the {} of the validated domain ({})",
+                       confident, components, d.max_candidates, d.description);
+}
+
 }  // namespace triage::pipeline

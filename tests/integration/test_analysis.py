@@ -10,7 +10,7 @@ import sys
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import (CORPUS, MINI, TEST_BUNDLE, TRIAGECTL, TRIAGED, NodeTest, bundle_copy, job_state, phantom,  # noqa: E402
+from harness import (CORPUS, MINI, ROOT, TEST_BUNDLE, TRIAGECTL, TRIAGED, NodeTest, bundle_copy, job_state, phantom,  # noqa: E402
                      storescu, wait_until, write_config)
 
 
@@ -145,6 +145,29 @@ class MiniModelTest(NodeTest):
         self.assertTrue(any(re.fullmatch(r"kidney tumor \d+ mm, slices \d+-\d+: isodense: ([+-]\d+ HU to the tissue around it, "
                                          r"[+-]\d+ HU to the kidney around it|[+-]\d+ HU to the kidney \(\d+ HU\): a kidney tumor is "
                                          r"-30 to -15 or \+40 to \+80 HU from it \(\+-5\))", p) for p in poles), poles)
+
+    def test_a_phantom_of_the_second_renderer_is_inside_the_validated_domain(self):
+        """PHANTOMS.md rendered by tools/phantoms_alt: the mini model leaves many faint mask fragments
+        there (84 components in this study, more than the domain's max_candidates of 40) but is sure of
+        one lesion. Only confident candidates count against the domain, so the series is not flagged
+        and the kidney tumour raises the priority."""
+        sys.path.insert(0, str(ROOT / "tools" / "phantoms_alt"))
+        import render
+        truth = render.render_study(self.tmp / "alt", 21, "ABDOMEN", ["kidney tumor"], slices=40)
+        write_config(self.tmp / "node.toml", {"node": {"data_dir": str(self.tmp / "data")}, "model": {"bundle": str(MINI)}})
+        r = subprocess.run([str(TRIAGECTL), "--config", str(self.tmp / "node.toml"), "analyze", str(self.tmp / "alt"),
+                            "--out", str(self.tmp / "out"), "--json"], capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        d = json.loads(r.stdout)
+        self.assertEqual(d["study_uid"], truth["study_uid"])
+        counted = re.search(r"(\d+) mask components, (\d+) confident", r.stderr)
+        self.assertTrue(counted, r.stderr[-2000:])
+        print(f"\nsecond renderer, seed 21: {counted.group(0)}")
+        self.assertLessEqual(int(counted.group(2)), 40)
+        self.assertFalse(d["outside_domain"], d["series"][0]["warnings"])
+        self.assertEqual(d["series"][0]["warnings"], [])
+        self.assertEqual([f["label"] for f in d["findings"]], ["kidney tumor"], d["findings"])
+        self.assertIn(d["priority_level"], ("critical", "urgent"), d["priority_reasons"])
 
 
 class IntakePriorityTest(NodeTest):

@@ -371,6 +371,18 @@ TEST(Domain, WhiteNoiseIsInsideTexturedImagesAndOtherGeometryAreOutside) {
     EXPECT_FALSE(parse_domain(R"({"description": "x", "CT": {"regions": ["KNEE"]}})"));
 }
 
+TEST(Domain, TooManyConfidentCandidatesAreOutsideButFaintFragmentsAreNot) {
+    auto d = parse_domain(R"({"description": "phantoms", "max_candidates": 40, "CT": {}})");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_FALSE(too_many_candidates(*d, 40, 40));
+    EXPECT_FALSE(too_many_candidates(*d, 3, 272));  // a phantom of another renderer: fragments under the confidence
+    auto why = too_many_candidates(*d, 41, 300);
+    ASSERT_TRUE(why);
+    EXPECT_NE(why->find("41 confident lesion candidates (of 300 mask components), more than the 40"), std::string::npos) << *why;
+    EXPECT_FALSE(too_many_candidates(Domain{}, 500, 500));  // not declared: not checked
+    EXPECT_FALSE(parse_domain(R"({"description": "x", "max_candidates": -1})"));
+}
+
 TEST(Domain, SeriesOfAnotherModalityRegionOrOrientationAreNotValidated) {
     auto d = parse_domain(R"({"description": "phantoms", "axial_only": true,
                               "CT": {"regions": ["CHEST", "ABDOMEN"]}, "MR": {"regions": ["HEAD"]}})");
