@@ -38,7 +38,7 @@ std::string label_region(const std::string& label);
 /// The implausible_region gate: a label of a region the series does not show.
 Gate gate_region(const std::string& label, const SeriesRegion& region);
 /// A CT lesion named for the abdomen on a chest series (a "liver tumor" at the lung base) whose
-/// key-slice ring is lung (`lung_share` passes gate_in_lung): a lung lesion the answers misnamed
+/// key-slice ring is lung (`lung_share` passes gate_in_lung and is at least 0.3): a lung lesion the answers misnamed
 /// across the diaphragm. Returns why (for the grounding), or nothing when the name stands or the
 /// implausible_region gate is to reject it (a brain tumor on a chest CT always is).
 std::optional<std::string> lung_by_anatomy(const std::string& label, const SeriesRegion& region, double lung_share);

@@ -336,6 +336,8 @@ TEST(Region, ALesionNamedForAnotherRegionInALungIsALungLesion) {
     ASSERT_TRUE(why);
     EXPECT_EQ(*why, "liver tumor is not of region CHEST, and 40% of the ring around its key slice is lung: lung");
     EXPECT_FALSE(lung_by_anatomy("liver tumor", chest, 0.02));  // not in a lung (the liver dome): rejected as implausible
+    EXPECT_FALSE(lung_by_anatomy("pancreas tumor", chest, 0.21));  // lung beside it, not around it: soft tissue at the base
+    EXPECT_TRUE(lung_by_anatomy("pancreas tumor", chest, 0.3));
     EXPECT_FALSE(lung_by_anatomy("lung nodule", chest, 0.4));   // its name stands
     EXPECT_FALSE(lung_by_anatomy("brain tumor", chest, 0.4));   // not a neighbour of the lungs: implausible
     const SeriesRegion both{{"CHEST", "ABDOMEN"}, "content"};
