@@ -61,7 +61,7 @@ std::optional<std::string> outside_domain(const Domain& d, const core::Volume& v
 /// are the `confident` ones: lesion-shaped components (past the slice, region, shape and lung gates)
 /// at or above the model's min confidence. A model claiming that many lesions is on an input unlike
 /// its training; the faint fragments every mask leaves at its threshold (`components` in all) say
-/// nothing about that: phantoms of another renderer leave 40-270 of them and 0-14 confident ones.
+/// nothing about that: phantoms of another renderer leave up to 280 of them and at most 5 confident.
 std::optional<std::string> too_many_candidates(const Domain& d, size_t confident, size_t components);
 
 }  // namespace triage::pipeline
